@@ -671,3 +671,18 @@ def parse_size(text: str) -> int:
     from fractions import Fraction
 
     return int(Fraction(number) * mult)
+
+
+_caches: dict = {}
+_caches_lock = threading.Lock()
+
+
+def get_cache() -> CompileCache:
+    """The process-wide cache for the current ``PREPJIT_CACHE_DIR`` (re-read on every call, so tests and tools
+    that change the variable get the matching directory)."""
+    directory = default_cache_dir()
+    with _caches_lock:
+        c = _caches.get(directory)
+        if c is None:
+            c = _caches[directory] = CompileCache(directory)
+        return c

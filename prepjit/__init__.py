@@ -1,0 +1,12 @@
+"""prepjit: a JIT compiler for ML preprocessing.
+
+Decorate NumPy-style preprocessing with ``@prepjit.jit_preprocess``; it is traced into a typed dataflow IR,
+fused, compiled to native code with llvmlite and cached on disk.
+"""
+__version__ = "0.1.0"
+
+from prepjit.api import JitFunction, TensorSpec, jit_preprocess  # noqa: E402
+from prepjit.errors import CompileError, PrepjitError, TracingError, UnsupportedError  # noqa: E402
+
+__all__ = ["jit_preprocess", "JitFunction", "TensorSpec", "PrepjitError", "TracingError", "UnsupportedError",
+           "CompileError", "__version__"]

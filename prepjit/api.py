@@ -1,0 +1,313 @@
+"""The user-facing decorator: ``@jit_preprocess`` and the ``JitFunction`` it returns."""
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from prepjit.compiler.tracer import InputSpec
+from prepjit.ir.types import DTYPE_NAMES, SUPPORTED_DTYPES, check_dtype
+
+TARGETS = ("cpu",)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A declared input: dtype and shape, ``None`` marking a dynamic dimension (``TensorSpec(np.float32, (None,))``)."""
+
+    dtype: object
+    shape: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
+        shape = tuple(self.shape)
+        for d in shape:
+            if d is not None and (not isinstance(d, (int, np.integer)) or d < 0 or isinstance(d, bool)):
+                raise TypeError(f"TensorSpec shape entries must be non-negative ints or None, got {d!r}")
+        object.__setattr__(self, "shape", tuple(None if d is None else int(d) for d in shape))
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.dtype} array of shape ({dims}{',' if len(self.shape) == 1 else ''})"
+
+    def matches(self, a: np.ndarray) -> bool:
+        return a.dtype == self.dtype and a.ndim == len(self.shape) and all(
+            d is None or d == s for d, s in zip(self.shape, a.shape))
+
+
+def _is_torch_tensor(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _describe(a) -> str:
+    if isinstance(a, np.ndarray) or _is_torch_tensor(a):
+        return f"{a.dtype} array of shape {tuple(a.shape)}"
+    return type(a).__name__
+
+
+class JitFunction:
+    """A traced-and-compiled preprocessing function. Call it like the original."""
+
+    def __init__(self, fn, target: str = "cpu", cache: bool = True, signature=None):
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; supported: {', '.join(TARGETS)}")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.target = target
+        self.cache = cache
+        self.name = fn.__name__
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self._sig = inspect.signature(fn)
+        self.arg_names = [p.name for p in params if p.default is p.empty]
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in self._sig.parameters.values()):
+            raise TypeError(f"@jit_preprocess: {self.name} must take a fixed list of array arguments (no *args/**kwargs)")
+        self._nargs = len(self.arg_names)
+        self.signature = None
+        if signature is not None:
+            sig = tuple(signature) if isinstance(signature, (tuple, list)) else (signature,)
+            if sig and all(isinstance(s, TensorSpec) for s in sig):
+                sig = (sig,)
+            self.signature = [tuple(s) for s in sig]
+            for s in self.signature:
+                if len(s) != self._nargs or not all(isinstance(x, TensorSpec) for x in s):
+                    raise TypeError(f"signature for {self.name} must give {self._nargs} TensorSpec(s) per entry")
+        self._execs: dict = {}
+        self._compiled: dict = {}
+        self._last = None
+        self._lock = threading.RLock()
+        self.stats = {"compiles": 0, "disk_hits": 0, "specializations": 0, "compile_seconds": 0.0}
+
+    def __repr__(self):
+        return f"<prepjit.JitFunction {self.name} target={self.target}>"
+
+    # -- calling --------------------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if kwargs or len(args) != self._nargs:
+            args = self._bind(args, kwargs)
+        torch_out = False
+        arrays = []
+        for i, a in enumerate(args):
+            if type(a) is not np.ndarray:
+                if _is_torch_tensor(a):
+                    torch_out = True
+                a = self._to_numpy(a, i)
+            arrays.append(a)
+        key = tuple((a.dtype, a.ndim) for a in arrays)
+        exe = self._execs.get(key)
+        if exe is None:
+            exe = self._specialize(arrays, key)
+        out = exe.run(*arrays)
+        if torch_out:
+            out = _to_torch(out, args)
+        return out
+
+    def _bind(self, args, kwargs):
+        try:
+            bound = self._sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}(): {e}") from None
+        return tuple(bound.arguments[n] for n in self.arg_names if n in bound.arguments) \
+            if all(n in bound.arguments for n in self.arg_names) else self._missing(bound)
+
+    def _missing(self, bound):
+        missing = [n for n in self.arg_names if n not in bound.arguments]
+        raise TypeError(f"{self.name}() missing required argument(s): {', '.join(map(repr, missing))}")
+
+    def _to_numpy(self, a, i) -> np.ndarray:
+        name = self.arg_names[i]
+        if _is_torch_tensor(a):
+            if a.device.type != "cpu":
+                raise TypeError(f"{self.name}(): argument {name!r} is a {a.device.type} tensor, but this function "
+                                f"was compiled for target={self.target!r}; move it with .cpu()")
+            a = a.detach()
+            if not a.is_contiguous() and a.numel() and any(s < 0 for s in a.stride()):
+                a = a.contiguous()
+            try:
+                return a.numpy()
+            except TypeError:
+                raise TypeError(f"{self.name}(): argument {name!r} has torch dtype {a.dtype}, which prepjit does "
+                                f"not support") from None
+        if isinstance(a, np.generic):
+            return np.asarray(a)
+        if isinstance(a, np.ndarray):  # subclass
+            return np.asarray(a)
+        raise TypeError(f"{self.name}(): argument {name!r} must be a numpy.ndarray or torch.Tensor, got "
+                        f"{type(a).__name__}" + (" (wrap it with np.asarray)" if isinstance(a, (list, tuple, int, float)) else ""))
+
+    def _specialize(self, arrays, key):
+        for i, a in enumerate(arrays):
+            if a.dtype not in DTYPE_NAMES:
+                supported = ", ".join(str(d) for d in SUPPORTED_DTYPES)
+                raise TypeError(f"{self.name}(): argument {self.arg_names[i]!r} has dtype {a.dtype}, which prepjit "
+                                f"does not support (supported: {supported})")
+        if self.signature is not None:
+            for spec in self.signature:
+                if all(a.dtype == s.dtype and a.ndim == len(s.shape) for a, s in zip(arrays, spec)):
+                    specs = [InputSpec(s.dtype, s.shape) for s in spec]
+                    break
+            else:
+                got = ", ".join(f"{n}: {_describe(a)}" for n, a in zip(self.arg_names, arrays))
+                want = " | ".join("(" + ", ".join(s.describe() for s in spec) + ")" for spec in self.signature)
+                raise TypeError(f"{self.name}(): arguments ({got}) match no declared signature; expected {want}")
+        else:
+            specs = [InputSpec(a.dtype, (None,) * a.ndim) for a in arrays]
+        exe = self._executable(tuple(specs))
+        self._execs[key] = exe
+        return exe
+
+    # -- compiling ------------------------------------------------------------------------------------------
+    def _build(self, specs):
+        from prepjit.compiler.driver import build
+
+        c = self._compiled.get(specs)
+        if c is None:
+            c = build(self.fn, list(specs), self.arg_names, self.name, self.target)
+            self._compiled[specs] = c
+        self._last = c
+        return c
+
+    def _executable(self, specs):
+        from prepjit.compiler.driver import compile_native
+        from prepjit.runtime import native
+        from prepjit.runtime.executable import Executable, spec_text
+
+        with self._lock:
+            c = self._build(specs)
+            obj = None
+            store = None
+            if self.cache:
+                from prepjit.runtime.cache import get_cache
+
+                store = get_cache()
+                entry = store.load(c.key)
+                if entry is not None:
+                    obj = entry.payload
+            if obj is not None:
+                try:
+                    nat = native.load_object(obj, "prepjit_entry")
+                    self.stats["disk_hits"] += 1
+                    c.from_disk = True
+                except Exception as e:  # a cached object that does not link: recompile, never crash
+                    warnings.warn(f"prepjit: cached code for {self.name} could not be loaded ({e}); recompiling",
+                                  stacklevel=3)
+                    obj = None
+            if obj is None:
+                lock = store.lock(c.key) if store is not None else _nullcontext()
+                with lock:
+                    entry = store.load(c.key) if store is not None else None
+                    if entry is not None:
+                        obj = entry.payload
+                        self.stats["disk_hits"] += 1
+                    else:
+                        obj = compile_native(c)
+                        self.stats["compiles"] += 1
+                        self.stats["compile_seconds"] += c.compile_seconds
+                        if store is not None:
+                            store.store(c.key, obj, {"function": f"{self.fn.__module__}.{self.fn.__qualname__}",
+                                                     "target": self.target,
+                                                     "specialization": [spec_text(t) for t in c.program.inputs]})
+                nat = native.load_object(obj, "prepjit_entry")
+            self.stats["specializations"] += 1
+            return Executable(c.program, nat, self.arg_names, [spec_text(t) for t in c.program.inputs])
+
+    def compile(self, *specs):
+        """Compile ahead of time for the given TensorSpecs (or every declared ``signature=`` entry)."""
+        todo = [tuple(specs)] if specs else (self.signature or [])
+        if not todo:
+            raise ValueError(f"{self.name}: give TensorSpecs or declare signature= to compile ahead of time")
+        for spec in todo:
+            spec = tuple(spec)
+            key = tuple((s.dtype, len(s.shape)) for s in spec)
+            if key not in self._execs:
+                self._execs[key] = self._executable(tuple(InputSpec(s.dtype, s.shape) for s in spec))
+        return self
+
+    # -- introspection --------------------------------------------------------------------------------------
+    def _compiled_for(self, example):
+        if example is not None:
+            arrays = [self._to_numpy(a, i) if type(a) is not np.ndarray else a for i, a in enumerate(example)]
+            if self.signature is not None:
+                for spec in self.signature:
+                    if all(spec_ok for spec_ok in (s.matches(a) for s, a in zip(spec, arrays))):
+                        return self._build(tuple(InputSpec(s.dtype, s.shape) for s in spec))
+            return self._build(tuple(InputSpec(a.dtype, (None,) * a.ndim) for a in arrays))
+        if self._last is not None:
+            return self._last
+        if self.signature:
+            return self._build(tuple(InputSpec(s.dtype, s.shape) for s in self.signature[0]))
+        raise ValueError(f"{self.name} has not been called yet: call it, or pass example=(arrays...), "
+                         "or declare signature=")
+
+    def ir(self, stage: str = "traced", example=None) -> str:
+        """MLIR-like text of the last specialization: "traced", "optimized" or "lowered" (kernel level)."""
+        from prepjit.ir.printer import print_function
+
+        c = self._compiled_for(example)
+        if stage == "traced":
+            return c.traced_text
+        if stage == "optimized":
+            return print_function(c.optimized)
+        if stage == "lowered":
+            return c.lowered_text()
+        raise ValueError(f"unknown IR stage {stage!r}; use 'traced', 'optimized' or 'lowered'")
+
+    def source(self, target: str = "llvm", example=None, optimized: bool = True) -> str:
+        """Generated code of the last specialization: target "llvm" (optimized by default)."""
+        from prepjit.compiler.driver import render_llvm
+        from prepjit.runtime import native
+
+        c = self._compiled_for(example)
+        if target != "llvm":
+            raise ValueError(f"unknown source target {target!r}; supported: 'llvm'")
+        if not optimized:
+            return render_llvm(c)
+        if c.optimized_llvm_ir is None:
+            c.optimized_llvm_ir = str(native.optimize(render_llvm(c)))
+        return c.optimized_llvm_ir
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _to_torch(out, args):
+    import torch
+
+    def conv(x):
+        if isinstance(x, np.ndarray):
+            for a in args:  # an input returned unchanged comes back as the caller's tensor
+                if _is_torch_tensor(a) and a.numel() and x.size and x.__array_interface__["data"][0] == a.data_ptr() \
+                        and x.shape == tuple(a.shape):
+                    return a
+            return torch.from_numpy(x)
+        return x
+
+    if isinstance(out, dict):
+        return {k: conv(v) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return type(out)(conv(v) for v in out)
+    return conv(out)
+
+
+def jit_preprocess(fn=None, *, target: str = "cpu", cache: bool = True, signature=None):
+    """Decorator: trace ``fn`` into prepjit's IR, fuse and compile it to native code on first call per dtype/rank.
+
+    Use bare (``@jit_preprocess``) or with options: ``target`` ("cpu"), ``cache`` (use the on-disk compile
+    cache, default True) and ``signature`` (TensorSpecs declaring the accepted inputs; enables ahead-of-time
+    compilation and makes other inputs a TypeError).
+    """
+    def wrap(f):
+        return JitFunction(f, target=target, cache=cache, signature=signature)
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,1 @@
+"""Tracing frontend, pass manager, passes and the compile driver."""

@@ -1,0 +1,298 @@
+"""Kernel-level loop IR: the target-neutral form both renderers (LLVM, CUDA C) consume.
+
+A ``Kernel`` has buffer parameters (typed pointers), int64 scalar parameters, and a body of ``For`` /
+``If`` / ``Store`` statements over immutable, hash-consed expressions. Expressions use a fixed set of
+primitive ops with precise semantics (below); all NumPy-level semantics (promotion, floor division, NaN
+handling of maximum, ...) are expressed with these by the per-op rules in ``prepjit.kernels``, so a renderer
+only has to implement the primitives.
+
+Primitives (operands already of the result dtype unless noted):
+  add sub mul           wrapping for ints, IEEE for floats; ``add_reassoc`` may be reassociated (reductions)
+  fdiv                  float division
+  idiv irem             integer truncating division/remainder; callers guarantee b != 0 and no overflow
+  frem                  C fmod
+  neg abs               ints wrap (abs(INT_MIN) == INT_MIN)
+  min max               ints: plain; floats: NaN-propagating (NumPy's minimum/maximum)
+  fminnum fmaxnum       floats: NaN-ignoring (NumPy's fmin/fmax)
+  eq ne lt le gt ge     result bool; float compares are ordered except ``ne``
+  and or xor not        bitwise on ints, logical on bool
+  select                eager choice select(c, a, b); both sides are always safe to evaluate
+  cast                  to the node's dtype: to bool is ``!= 0``; float→int truncates (saturating when out of range)
+  floor ceil trunc rint sqrt copysign
+  exp expm1 log log1p log2 log10 tanh     float math (vectorizable implementations)
+  isnan                 float → bool
+``Cond`` is a *lazy* select: only the taken side is evaluated (used where the other side could read out of
+bounds, e.g. concatenation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+I64 = np.dtype(np.int64)
+BOOL = np.dtype(np.bool_)
+
+
+class Expr:
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Const(Expr):
+    value: object
+    dtype: np.dtype
+
+
+@dataclass(frozen=True, slots=True)
+class Param(Expr):
+    name: str
+    dtype: np.dtype = I64
+
+
+@dataclass(frozen=True, slots=True)
+class Var(Expr):
+    name: str
+    dtype: np.dtype = I64
+
+
+@dataclass(frozen=True, slots=True)
+class Load(Expr):
+    buf: str
+    indices: tuple   # one index Expr per buffer dim
+    strides: tuple   # one stride Expr (elements) per buffer dim
+    dtype: np.dtype
+
+
+@dataclass(frozen=True, slots=True)
+class Prim(Expr):
+    op: str
+    args: tuple
+    dtype: np.dtype
+
+
+@dataclass(frozen=True, slots=True)
+class Cond(Expr):
+    cond: Expr
+    then: Expr
+    other: Expr
+    dtype: np.dtype
+
+
+class Stmt:
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Store(Stmt):
+    buf: str
+    indices: tuple
+    strides: tuple
+    value: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class For(Stmt):
+    var: str
+    extent: Expr
+    body: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class If(Stmt):
+    cond: Expr
+    then: tuple
+    other: tuple = ()
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    dtype: np.dtype
+    rank: int
+    role: str  # "in" | "out" | "temp"
+
+
+@dataclass
+class Kernel:
+    name: str
+    buffers: list[Buffer]
+    params: list[str]
+    body: tuple
+    meta: dict = field(default_factory=dict)
+
+
+# -- construction helpers ---------------------------------------------------------------------------------
+def const(v, dtype) -> Const:
+    dt = np.dtype(dtype)
+    return Const(np.array(v).astype(dt).item() if dt != BOOL else bool(v), dt)
+
+
+def idx(v: int) -> Const:
+    return Const(int(v), I64)
+
+
+def prim(op: str, *args: Expr, dtype=None) -> Expr:
+    dt = np.dtype(dtype) if dtype is not None else args[0].dtype
+    return Prim(op, tuple(args), dt)
+
+
+def cast(x: Expr, dtype) -> Expr:
+    dt = np.dtype(dtype)
+    if x.dtype == dt:
+        return x
+    if isinstance(x, Const):
+        with np.errstate(all="ignore"):
+            return Const(np.array(x.value, x.dtype).astype(dt).item(), dt)
+    return Prim("cast", (x,), dt)
+
+
+def select(c: Expr, a: Expr, b: Expr) -> Expr:
+    if isinstance(c, Const):
+        return a if c.value else b
+    if a == b:
+        return a
+    return Prim("select", (c, a, b), a.dtype)
+
+
+# Index arithmetic with light folding (keeps generated code and printed IR small).
+def iadd(a: Expr, b: Expr) -> Expr:
+    if isinstance(a, Const) and a.value == 0:
+        return b
+    if isinstance(b, Const) and b.value == 0:
+        return a
+    if isinstance(a, Const) and isinstance(b, Const):
+        return idx(a.value + b.value)
+    return Prim("add", (a, b), I64)
+
+
+def imul(a: Expr, b: Expr) -> Expr:
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, Const):
+            if x.value == 0:
+                return idx(0)
+            if x.value == 1:
+                return y
+    if isinstance(a, Const) and isinstance(b, Const):
+        return idx(a.value * b.value)
+    return Prim("mul", (a, b), I64)
+
+
+def isub(a: Expr, b: Expr) -> Expr:
+    if isinstance(b, Const):
+        return iadd(a, idx(-b.value))
+    return Prim("sub", (a, b), I64)
+
+
+# -- traversal ------------------------------------------------------------------------------------------------
+def children(e: Expr) -> tuple:
+    if isinstance(e, Prim):
+        return e.args
+    if isinstance(e, Load):
+        return e.indices + e.strides
+    if isinstance(e, Cond):
+        return (e.cond, e.then, e.other)
+    return ()
+
+
+def map_expr(e: Expr, fn, memo=None) -> Expr:
+    """Rebuild ``e`` bottom-up, replacing each node by ``fn(node)`` (return the node to keep it)."""
+    memo = {} if memo is None else memo
+    if e in memo:
+        return memo[e]
+    if isinstance(e, Prim):
+        new = Prim(e.op, tuple(map_expr(a, fn, memo) for a in e.args), e.dtype)
+    elif isinstance(e, Load):
+        new = Load(e.buf, tuple(map_expr(a, fn, memo) for a in e.indices),
+                   tuple(map_expr(a, fn, memo) for a in e.strides), e.dtype)
+    elif isinstance(e, Cond):
+        new = Cond(map_expr(e.cond, fn, memo), map_expr(e.then, fn, memo), map_expr(e.other, fn, memo), e.dtype)
+    else:
+        new = e
+    out = fn(new)
+    memo[e] = out
+    return out
+
+
+def walk(e: Expr, seen=None):
+    seen = set() if seen is None else seen
+    if e in seen:
+        return
+    seen.add(e)
+    yield e
+    for c in children(e):
+        yield from walk(c, seen)
+
+
+def uses_var(e: Expr, var: str) -> bool:
+    return any(isinstance(n, Var) and n.name == var for n in walk(e))
+
+
+# -- printing (MLIR-like, for fn.ir("lowered")) ----------------------------------------------------------------
+def _dt(dt) -> str:
+    from prepjit.ir.types import dtype_name
+
+    return dtype_name(dt) if dt != I64 else "index"
+
+
+class _ExprPrinter:
+    def __init__(self, lines: list, indent: str):
+        self.lines = lines
+        self.indent = indent
+        self.names: dict = {}
+
+    def __call__(self, e: Expr) -> str:
+        if isinstance(e, Const):
+            v = e.value
+            return ("true" if v else "false") if e.dtype == BOOL else repr(v)
+        if isinstance(e, Param):
+            return "%" + e.name
+        if isinstance(e, Var):
+            return "%" + e.name
+        if e in self.names:
+            return self.names[e]
+        if isinstance(e, Load):
+            off = " + ".join(f"{self(i)}*{self(s)}" for i, s in zip(e.indices, e.strides)) or "0"
+            text = f"memref.load %{e.buf}[{off}] : {_dt(e.dtype)}"
+        elif isinstance(e, Cond):
+            text = f"scf.if {self(e.cond)} then {self(e.then)} else {self(e.other)} : {_dt(e.dtype)}"
+        else:
+            text = f"prim.{e.op} " + ", ".join(self(a) for a in e.args) + f" : {_dt(e.dtype)}"
+        name = f"%v{len(self.names)}"
+        self.names[e] = name
+        self.lines.append(f"{self.indent}{name} = {text}")
+        return name
+
+
+def print_stmts(stmts, indent: str, lines: list, printer: _ExprPrinter | None = None):
+    for s in stmts:
+        if isinstance(s, For):
+            p = _ExprPrinter(lines, indent)
+            ext = p(s.extent)
+            lines.append(f"{indent}scf.for %{s.var} = 0 to {ext} {{")
+            print_stmts(s.body, indent + "  ", lines)
+            lines.append(f"{indent}}}")
+        elif isinstance(s, If):
+            p = _ExprPrinter(lines, indent)
+            c = p(s.cond)
+            lines.append(f"{indent}scf.if {c} {{")
+            print_stmts(s.then, indent + "  ", lines)
+            if s.other:
+                lines.append(f"{indent}}} else {{")
+                print_stmts(s.other, indent + "  ", lines)
+            lines.append(f"{indent}}}")
+        elif isinstance(s, Store):
+            p = printer or _ExprPrinter(lines, indent)
+            p.indent = indent
+            v = p(s.value)
+            off = " + ".join(f"{p(i)}*{p(st)}" for i, st in zip(s.indices, s.strides)) or "0"
+            lines.append(f"{indent}memref.store {v}, %{s.buf}[{off}]")
+
+
+def print_kernel(k: Kernel) -> str:
+    args = ", ".join(f"%{b.name}: memref<{'?x' * b.rank}{_dt(b.dtype)}> ({b.role})" for b in k.buffers)
+    params = ", ".join(f"%{p}: index" for p in k.params)
+    lines = [f"kernel.func @{k.name}({args}{', ' if params else ''}{params}) {{"]
+    print_stmts(k.body, "  ", lines)
+    lines.append("}")
+    return "\n".join(lines)

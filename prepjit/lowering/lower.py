@@ -1,0 +1,333 @@
+"""Lower an optimized Function (``kernel.fused`` regions) to a Program of loop-IR kernels.
+
+Each region becomes one ``Kernel``. Values inside a region are expressions indexed by the kernel's loop
+variables: elementwise ops apply their rule (``prepjit.kernels.elementwise``), layout ops rewrite the index
+vector (``prepjit.kernels.layout``), block arguments are strided loads. Sizes that kernels need become int64
+parameters bound to dim expressions, evaluated by the call prologue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prepjit.errors import UnsupportedError, at
+from prepjit.ir import dims as D
+from prepjit.ir.core import Function, Value
+from prepjit.ir.types import PyScalarType
+from prepjit.kernels.elementwise import lower_elementwise
+from prepjit.kernels.layout import INDEX_MAPS
+from prepjit.kernels.reduction import REDUCERS
+from prepjit.lowering.loop_ir import (
+    BOOL, Buffer, Const, Expr, For, If, Kernel, Load, Param, Prim, Store, Var, cast, const, idx, map_expr, prim,
+    select, uses_var, walk,
+)
+
+
+@dataclass
+class BufferInfo:
+    name: str
+    dtype: np.dtype
+    shape: tuple          # dims (int | Dim); for outputs the shape returned to the user
+    kind: str             # "input" | "const" | "temp" | "output"
+    arg: int | None = None        # input position
+    value: np.ndarray | None = None  # constant data
+
+
+@dataclass
+class Program:
+    """Everything the runtime needs: buffers, kernels, size parameters, checks and the output structure."""
+
+    name: str
+    inputs: list                   # TensorType per argument
+    buffers: dict[str, BufferInfo] = field(default_factory=dict)
+    kernels: list[Kernel] = field(default_factory=list)
+    params: dict[str, object] = field(default_factory=dict)   # param name -> dim expression (or ("stride", buf, k))
+    constraints: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)   # ("buf", name) | ("arg", k)
+    tree: object = "single"
+
+    def slots(self) -> list[str]:
+        """Order of entries in the native entry point's int64 argument array."""
+        return list(self.buffers) + list(self.params)
+
+
+class _ProgramBuilder:
+    def __init__(self, fn: Function):
+        self.fn = fn
+        self.prog = Program(fn.name, [a.type for a in fn.inputs])
+        self.dim_params: dict = {}
+        self.names: dict[Value, str] = {}
+
+    def dim(self, d) -> Expr:
+        if isinstance(d, int):
+            return idx(d)
+        if d.op == "sym":
+            name = d.args[0]
+        else:
+            name = self.dim_params.get(d)
+            if name is None:
+                name = f"d{len(self.dim_params)}"
+                self.dim_params[d] = name
+        self.prog.params.setdefault(name, d)
+        return Param(name)
+
+    def stride(self, buf: BufferInfo, k: int) -> Expr:
+        if buf.kind == "input":
+            name = f"{buf.name}_st{k}"
+            self.prog.params.setdefault(name, ("stride", buf.name, k))
+            return Param(name)
+        if buf.kind == "const":
+            return idx(buf.value.strides[k] // buf.value.itemsize if buf.value.shape[k] > 1 else 0)
+        return self.dim(D.product(buf.shape[k + 1:]))
+
+    def add_buffer(self, v: Value, kind: str, prefix: str, **kw) -> BufferInfo:
+        name = f"{prefix}{sum(1 for b in self.prog.buffers.values() if b.name.startswith(prefix))}"
+        info = BufferInfo(name, v.type.dtype, v.type.shape, kind, **kw)
+        self.prog.buffers[name] = info
+        self.names[v] = name
+        return info
+
+
+class _KernelBuilder:
+    """Builds the expression for one region, memoized by (value, index vector)."""
+
+    def __init__(self, pb: _ProgramBuilder, args: dict[Value, BufferInfo]):
+        self.pb = pb
+        self.args = args
+        self.memo: dict = {}
+
+    def dim(self, d) -> Expr:
+        return self.pb.dim(d)
+
+    def convert(self, e, dt):
+        if isinstance(e, PyScalarType):
+            return const(e.value, dt)
+        return cast(e, dt)
+
+    def broadcast_index(self, src_shape, out_shape, out_idx):
+        r = len(out_shape) - len(src_shape)
+        res = []
+        for k, d in enumerate(src_shape):
+            o = out_shape[k + r]
+            i = out_idx[k + r]
+            if d == o:
+                res.append(i)
+            elif isinstance(d, int):
+                res.append(idx(0) if d == 1 else i)
+            else:
+                res.append(select(prim("eq", self.dim(d), idx(1), dtype=BOOL), idx(0), i))
+        return res
+
+    def load(self, buf: BufferInfo, index) -> Expr:
+        strides = tuple(self.pb.stride(buf, k) for k in range(len(index)))
+        return Load(buf.name, tuple(index), strides, buf.dtype)
+
+    def emit(self, v: Value, index):
+        key = (v, tuple(index))
+        if key in self.memo:
+            return self.memo[key]
+        if v in self.args:
+            r = self.load(self.args[v], index)
+        elif v.owner.name == "tensor.pyconst":
+            r = v.type
+        else:
+            op = v.owner
+            d = op.opdef
+            if d.has("elementwise"):
+                ops = []
+                for o in op.operands:
+                    if isinstance(o.type, PyScalarType):
+                        ops.append(o.type)
+                    else:
+                        ops.append(self.emit(o, self.broadcast_index(o.type.shape, v.type.shape, index)))
+                r = lower_elementwise(op, ops)
+            elif op.name in INDEX_MAPS:
+                r = INDEX_MAPS[op.name](self, op, list(index))
+            else:
+                raise UnsupportedError(at(op.loc, f"{op.name} cannot be fused here"))
+        self.memo[key] = r
+        return r
+
+
+def _nest(shape_exprs, var_prefix, body_fn, input_bufs) -> tuple:
+    """Perfect loop nest over ``shape_exprs``; the innermost loop is versioned for unit input strides."""
+    vars_ = [Var(f"{var_prefix}{k}") for k in range(len(shape_exprs))]
+    body = body_fn(vars_)
+    if not vars_:
+        return tuple(body)
+    stmts = _versioned(vars_[-1].name, shape_exprs[-1], tuple(body), input_bufs)
+    for k in range(len(vars_) - 2, -1, -1):
+        stmts = (For(vars_[k].name, shape_exprs[k], stmts),)
+    return stmts
+
+
+def _exprs_of(stmts):
+    for s in stmts:
+        if isinstance(s, Store):
+            yield s.value
+            yield from s.indices
+        elif isinstance(s, For):
+            yield from _exprs_of(s.body)
+
+
+def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set) -> tuple:
+    """The innermost loop, or an If choosing between a unit-stride copy of it and the general one.
+
+    Strides of inputs are runtime values; when the ones the innermost loop walks are 1 (the common contiguous
+    case) a copy with the stride folded to the constant 1 lets LLVM vectorize with plain vector loads.
+    """
+    candidates = []
+    for e in _exprs_of(body):
+        for n in walk(e):
+            if isinstance(n, Load) and n.buf in input_bufs:
+                for i, s in zip(n.indices, n.strides):
+                    if isinstance(s, Param) and uses_var(i, var) and s not in candidates:
+                        candidates.append(s)
+    if not candidates:
+        return (For(var, extent, body),)
+    cond = None
+    for s in candidates:
+        c = prim("eq", s, idx(1), dtype=BOOL)
+        cond = c if cond is None else prim("and", cond, c)
+    unit = set(candidates)
+
+    def fold(e):
+        return idx(1) if e in unit else e
+
+    memo: dict = {}
+
+    def sub_stmt(s):
+        if isinstance(s, Store):
+            return Store(s.buf, tuple(map_expr(i, fold, memo) for i in s.indices),
+                         tuple(map_expr(i, fold, memo) for i in s.strides), map_expr(s.value, fold, memo))
+        return s
+
+    fast = tuple(sub_stmt(s) for s in body)
+    return (If(cond, (For(var, extent, fast),), (For(var, extent, body),)),)
+
+
+def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_bufs) -> Kernel:
+    region = kop.regions[0]
+    kb = _KernelBuilder(pb, dict(zip(region.args, arg_bufs)))
+    ys = region.terminator.operands
+    shape = ys[0].type.shape
+
+    def body(vars_):
+        stmts = []
+        for y, ob in zip(ys, out_bufs):
+            val = kb.convert(kb.emit(y, vars_), ob.dtype)
+            stmts.append(Store(ob.name, tuple(vars_), tuple(pb.stride(ob, k) for k in range(len(vars_))), val))
+        return stmts
+
+    inputs = {b.name for b in arg_bufs if b.kind == "input"}
+    loops = _nest([pb.dim(d) for d in shape], "i", body, inputs)
+    bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
+           [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs]
+    return Kernel(name, bufs, [], loops)
+
+
+def _lower_reduction_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_buf: BufferInfo) -> Kernel:
+    region = kop.regions[0]
+    kb = _KernelBuilder(pb, dict(zip(region.args, arg_bufs)))
+    (y,) = region.terminator.operands
+    red = y.owner
+    reducer = REDUCERS[red.name]
+    x = red.operands[0]
+    axes = set(red.attrs["axes"])
+    in_shape = x.type.shape
+    kept = [d for k, d in enumerate(in_shape) if k not in axes]
+    out_dt = y.type.dtype
+    acc_dt = reducer.acc_dtype(out_dt)
+    needs_finish = acc_dt != out_dt or reducer.mean
+    if needs_finish:
+        acc_name = f"acc_{name}"
+        acc = BufferInfo(acc_name, acc_dt, tuple(kept), "temp")
+        pb.prog.buffers[acc_name] = acc
+    else:
+        acc = out_buf
+    kept_strides = [pb.dim(D.product(kept[k + 1:])) for k in range(len(kept))]
+    kept_exprs = [pb.dim(d) for d in kept]
+
+    def init(vars_):
+        return [Store(acc.name, tuple(vars_), tuple(kept_strides), const(reducer.identity(acc_dt), acc_dt))]
+
+    def accumulate(vars_):
+        j = tuple(v for k, v in enumerate(vars_) if k not in axes)
+        cur = Load(acc.name, j, tuple(kept_strides), acc_dt)
+        val = reducer.prepare(kb.convert(kb.emit(x, vars_), x.type.dtype), acc_dt)
+        return [Store(acc.name, j, tuple(kept_strides), reducer.step(cur, val))]
+
+    def finish(vars_):
+        count = pb.dim(D.product(in_shape[k] for k in axes)) if reducer.mean else None
+        cur = Load(acc.name, tuple(vars_), tuple(kept_strides), acc_dt)
+        return [Store(out_buf.name, tuple(vars_), tuple(kept_strides), reducer.finish(cur, out_dt, count))]
+
+    inputs = {b.name for b in arg_bufs if b.kind == "input"}
+    body = _nest(kept_exprs, "j", init, set())
+    body += _nest([pb.dim(d) for d in in_shape], "i", accumulate, inputs)
+    if needs_finish:
+        body += _nest(kept_exprs, "k", finish, set())
+    bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + [Buffer(out_buf.name, out_dt, len(kept), "out")]
+    if needs_finish:
+        bufs.append(Buffer(acc.name, acc_dt, len(kept), "temp"))
+    return Kernel(name, bufs, [], body)
+
+
+def _collect_params(k: Kernel) -> list[str]:
+    names: list[str] = []
+
+    def visit(e):
+        for n in walk(e):
+            if isinstance(n, Param) and n.name not in names:
+                names.append(n.name)
+
+    def stmts(ss):
+        for s in ss:
+            if isinstance(s, Store):
+                for e in (s.value, *s.indices, *s.strides):
+                    visit(e)
+            elif isinstance(s, For):
+                visit(s.extent)
+                stmts(s.body)
+            elif isinstance(s, If):
+                visit(s.cond)
+                stmts(s.then)
+                stmts(s.other)
+
+    stmts(k.body)
+    return names
+
+
+def lower_function(fn: Function, constraints: list) -> Program:
+    pb = _ProgramBuilder(fn)
+    prog = pb.prog
+    prog.constraints = list(constraints)
+    prog.tree = fn.body.terminator.attrs["tree"]
+    for k, a in enumerate(fn.inputs):
+        pb.add_buffer(a, "input", "a", arg=k)
+    outputs = fn.outputs
+    for op in fn.ops:
+        if op.name == "tensor.constant":
+            pb.add_buffer(op.result, "const", "c", value=op.attrs["value"])
+    for kop in (op for op in fn.ops if op.name == "kernel.fused"):
+        out_bufs = [pb.add_buffer(r, "output" if r in outputs else "temp", "o" if r in outputs else "t")
+                    for r in kop.results]
+        arg_bufs = [prog.buffers[pb.names[v]] for v in kop.operands]
+        kname = f"k{len(prog.kernels)}"
+        if kop.attrs["kind"] == "reduction":
+            kern = _lower_reduction_kernel(pb, kop, kname, arg_bufs, out_bufs[0])
+        else:
+            kern = _lower_elementwise_kernel(pb, kop, kname, arg_bufs, out_bufs)
+        kern.params = _collect_params(kern)
+        prog.kernels.append(kern)
+    for v in outputs:
+        if v.owner is None:
+            prog.outputs.append(("arg", fn.inputs.index(v)))
+        else:
+            prog.outputs.append(("buf", pb.names[v]))
+    # Constant outputs are returned as copies; make sure they are buffers with data.
+    return prog
+
+
+__all__ = ["Program", "BufferInfo", "lower_function", "Const", "Prim"]

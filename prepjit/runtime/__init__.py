@@ -1,0 +1,1 @@
+"""Runtime: on-disk cache, native code loading and calling."""

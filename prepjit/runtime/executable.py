@@ -1,0 +1,120 @@
+"""Calling compiled code: a generated Python prologue per specialization.
+
+The prologue reads sizes and strides, checks every size constraint (raising before native code runs),
+allocates the outputs, fills the int64 argument array (pointers, then sizes/strides) and makes one native
+call with the GIL released. It is generated as Python source and compiled once, so a call costs a few
+microseconds of Python.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from prepjit.ir import dims as D
+from prepjit.lowering.lower import Program
+
+_CHECKS = {
+    "bcast": "({0} == {1} or {0} == 1 or {1} == 1)",
+    "bcast_to": "({0} == {1} or {0} == 1)",
+    "eq": "{0} == {1}",
+    "gt": "{0} > {1}",
+    "ge": "{0} >= {1}",
+}
+
+
+def _fdiv(a, b):
+    return a // b if b else 0
+
+
+def _fmod(a, b):
+    return a % b if b else 0
+
+
+class Executable:
+    """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure."""
+
+    def __init__(self, program: Program, native, arg_names: list[str], spec_text: list[str]):
+        self.program = program
+        self.native = native
+        self.run = self._build(program, native, arg_names, spec_text)
+
+    @staticmethod
+    def _build(prog: Program, native, arg_names, spec_text):
+        lines: list[str] = []
+        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_native": native.cfunc if native else None,
+                     "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_ascontig": np.ascontiguousarray}
+        inputs = [b for b in prog.buffers.values() if b.kind == "input"]
+        params = [f"a{k}" for k in range(len(prog.inputs))]
+        lines.append(f"def run({', '.join(params)}):")
+        # sizes of inputs; static dims are part of the specialization and are checked here
+        for k, t in enumerate(prog.inputs):
+            a = f"a{k}"
+            lines.append(f"    if not {a}.flags.aligned: {a} = _ascontig({a})")
+            names = []
+            for j, d in enumerate(t.shape):
+                if isinstance(d, int):
+                    names.append("_")
+                    env[f"_expected{k}"] = spec_text[k]
+                    lines.append(f"    if {a}.shape[{j}] != {d}: raise TypeError('argument {arg_names[k]!r}: "
+                                 f"expected {{}} but got shape {{}}'.format(_expected{k}, {a}.shape))")
+                else:
+                    names.append(d.args[0])
+            if names:
+                lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {a}.shape")
+        for i, c in enumerate(prog.constraints):
+            args = [D.to_py(x) for x in c.args]
+            env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
+            cond = _CHECKS[c.kind].format(*args)
+            lines.append(f"    if not ({cond}): raise ValueError(_msg{i}.format({', '.join(args)}))")
+        for name, d in prog.params.items():
+            if isinstance(d, tuple) and d[0] == "stride":
+                _, buf, j = d
+                b = prog.buffers[buf]
+                lines.append(f"    {name} = {'a%d' % b.arg}.strides[{j}] // {b.dtype.itemsize}")
+            elif not (isinstance(d, D.Dim) and d.op == "sym"):
+                lines.append(f"    {name} = {D.to_py(d)}")
+        ptrs = []
+        for b in prog.buffers.values():
+            if b.kind == "input":
+                ptrs.append(f"a{b.arg}.ctypes.data")
+            elif b.kind == "const":
+                env[f"_{b.name}"] = b.value
+                env[f"_{b.name}_ptr"] = b.value.ctypes.data
+                ptrs.append(f"_{b.name}_ptr")
+            else:
+                env[f"_dt_{b.name}"] = b.dtype
+                shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
+                lines.append(f"    {b.name} = _np.empty({shape}, _dt_{b.name})")
+                ptrs.append(f"{b.name}.ctypes.data")
+        if prog.kernels:
+            slot_values = ptrs + list(prog.params)
+            lines.append(f"    _native(_Args({', '.join(slot_values)}))")
+        outs = []
+        for kind, ref in prog.outputs:
+            if kind == "arg":
+                outs.append(f"a{ref}")
+            elif prog.buffers[ref].kind == "const":
+                outs.append(f"_{ref}.copy()")
+            else:
+                outs.append(ref)
+        tree = prog.tree
+        if tree == "single":
+            lines.append(f"    return {outs[0]}")
+        elif tree == "tuple":
+            lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+        elif tree == "list":
+            lines.append(f"    return [{', '.join(outs)}]")
+        else:
+            lines.append("    return {" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}")
+        source = "\n".join(lines) + "\n"
+        code = compile(source, f"<prepjit prologue {prog.name}>", "exec")
+        exec(code, env)  # noqa: S102 - source generated above from the program
+        run = env["run"]
+        run.__prepjit_source__ = source
+        return run
+
+
+def spec_text(t) -> str:
+    dims = ", ".join(str(d) if isinstance(d, int) else "?" for d in t.shape)
+    return f"{t.dtype} array of shape ({dims}{',' if len(t.shape) == 1 else ''})"
