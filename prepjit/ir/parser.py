@@ -199,6 +199,7 @@ class _Parser:
         if self.peek()[1] == "(" and self.peek(1)[1] == "{":
             self.next(), self.next()
             regions.append(self.parse_block(label=True))
+            self.expect("}")
             self.expect(")")
         self.expect(":")
         self.parse_type_list()
@@ -255,6 +256,7 @@ class _Parser:
         self.parse_type_list()
         self.expect("{")
         body = self.parse_block(label=False)
+        body.args = args
         self.expect("}")
         if self.peek()[0] != "eof":
             self.error("trailing text after function")

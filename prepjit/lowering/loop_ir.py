@@ -236,10 +236,11 @@ def _dt(dt) -> str:
 
 
 class _ExprPrinter:
-    def __init__(self, lines: list, indent: str):
+    def __init__(self, lines: list, indent: str, counter: list):
         self.lines = lines
         self.indent = indent
         self.names: dict = {}
+        self.counter = counter  # shared by the whole kernel so value names are unique
 
     def __call__(self, e: Expr) -> str:
         if isinstance(e, Const):
@@ -258,32 +259,30 @@ class _ExprPrinter:
             text = f"scf.if {self(e.cond)} then {self(e.then)} else {self(e.other)} : {_dt(e.dtype)}"
         else:
             text = f"prim.{e.op} " + ", ".join(self(a) for a in e.args) + f" : {_dt(e.dtype)}"
-        name = f"%v{len(self.names)}"
+        name = f"%v{self.counter[0]}"
+        self.counter[0] += 1
         self.names[e] = name
         self.lines.append(f"{self.indent}{name} = {text}")
         return name
 
 
-def print_stmts(stmts, indent: str, lines: list, printer: _ExprPrinter | None = None):
+def print_stmts(stmts, indent: str, lines: list, counter: list):
+    p = _ExprPrinter(lines, indent, counter)  # values printed in this block are visible to its statements
     for s in stmts:
         if isinstance(s, For):
-            p = _ExprPrinter(lines, indent)
             ext = p(s.extent)
             lines.append(f"{indent}scf.for %{s.var} = 0 to {ext} {{")
-            print_stmts(s.body, indent + "  ", lines)
+            print_stmts(s.body, indent + "  ", lines, counter)
             lines.append(f"{indent}}}")
         elif isinstance(s, If):
-            p = _ExprPrinter(lines, indent)
             c = p(s.cond)
             lines.append(f"{indent}scf.if {c} {{")
-            print_stmts(s.then, indent + "  ", lines)
+            print_stmts(s.then, indent + "  ", lines, counter)
             if s.other:
                 lines.append(f"{indent}}} else {{")
-                print_stmts(s.other, indent + "  ", lines)
+                print_stmts(s.other, indent + "  ", lines, counter)
             lines.append(f"{indent}}}")
         elif isinstance(s, Store):
-            p = printer or _ExprPrinter(lines, indent)
-            p.indent = indent
             v = p(s.value)
             off = " + ".join(f"{p(i)}*{p(st)}" for i, st in zip(s.indices, s.strides)) or "0"
             lines.append(f"{indent}memref.store {v}, %{s.buf}[{off}]")
@@ -293,6 +292,6 @@ def print_kernel(k: Kernel) -> str:
     args = ", ".join(f"%{b.name}: memref<{'?x' * b.rank}{_dt(b.dtype)}> ({b.role})" for b in k.buffers)
     params = ", ".join(f"%{p}: index" for p in k.params)
     lines = [f"kernel.func @{k.name}({args}{', ' if params else ''}{params}) {{"]
-    print_stmts(k.body, "  ", lines)
+    print_stmts(k.body, "  ", lines, [0])
     lines.append("}")
     return "\n".join(lines)

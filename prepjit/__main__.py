@@ -1,0 +1,3 @@
+from prepjit.cli import main
+
+raise SystemExit(main())
