@@ -83,7 +83,7 @@ def _as_value(x, what="operand") -> Value:
             raise UnsupportedError(at(user_loc(), f"captured constant: {e}")) from None
         key = ("arr", arr.dtype.str, arr.shape, arr.tobytes())
         if key not in rec.const_cache:
-            rec.const_cache[key] = rec.emit("tensor.constant", [], {"value": np.ascontiguousarray(arr).copy()})
+            rec.const_cache[key] = rec.emit("tensor.constant", [], {"value": np.array(arr, order="C", copy=True)})
         return rec.const_cache[key]
     if isinstance(x, SymSize):
         raise UnsupportedError(at(user_loc(), "a dynamic size cannot be used as an array value"))

@@ -104,7 +104,8 @@ def print_function(fn: Function, with_locs: bool = True) -> str:
     namer = _Namer()
     args = ", ".join(f"{namer.define(a, a.name or 'arg')}: {format_type(a.type)}" for a in fn.inputs)
     outs = _types(v.type for v in fn.outputs)
-    lines = [f"func.func @{fn.name}({args}) -> {outs} {{"]
+    name = re.sub(r"\W", "_", fn.name) or "fn"
+    lines = [f"func.func @{name}({args}) -> {outs} {{"]
     _print_block(fn.body, namer, "  ", lines, with_locs, label=False)
     lines.append("}")
     return "\n".join(lines) + "\n"

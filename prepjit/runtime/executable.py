@@ -43,7 +43,7 @@ class Executable:
     def _build(prog: Program, native, arg_names, spec_text):
         lines: list[str] = []
         env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_native": native.cfunc if native else None,
-                     "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_ascontig": np.ascontiguousarray}
+                     "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_ascontig": lambda a: a.copy()}
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
         params = [f"a{k}" for k in range(len(prog.inputs))]
         lines.append(f"def run({', '.join(params)}):")

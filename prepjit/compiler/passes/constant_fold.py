@@ -25,7 +25,7 @@ def _fold(op: Operation):
     with np.errstate(all="ignore"):
         out = np.asarray(d.reference(*vals, **op.attrs))
     assert out.dtype == t.dtype and out.shape == t.shape, (op.name, out.dtype, t)
-    new = Operation("tensor.constant", [], [t], {"value": np.ascontiguousarray(out).copy()}, op.loc)
+    new = Operation("tensor.constant", [], [t], {"value": np.array(out, order="C", copy=True)}, op.loc)
     return [new], new.result
 
 
