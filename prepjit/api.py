@@ -113,12 +113,7 @@ class JitFunction:
             bound = self._sig.bind(*args, **kwargs)
         except TypeError as e:
             raise TypeError(f"{self.name}(): {e}") from None
-        return tuple(bound.arguments[n] for n in self.arg_names if n in bound.arguments) \
-            if all(n in bound.arguments for n in self.arg_names) else self._missing(bound)
-
-    def _missing(self, bound):
-        missing = [n for n in self.arg_names if n not in bound.arguments]
-        raise TypeError(f"{self.name}() missing required argument(s): {', '.join(map(repr, missing))}")
+        return tuple(bound.arguments[n] for n in self.arg_names)  # bind() guarantees required ones
 
     def _to_numpy(self, a, i) -> np.ndarray:
         name = self.arg_names[i]
@@ -142,6 +137,13 @@ class JitFunction:
                         f"{type(a).__name__}" + (" (wrap it with np.asarray)" if isinstance(a, (list, tuple, int, float)) else ""))
 
     def _specialize(self, arrays, key):
+        with self._lock:  # threads racing on a first call compile once
+            exe = self._execs.get(key)
+            if exe is None:
+                exe = self._specialize_locked(arrays, key)
+            return exe
+
+    def _specialize_locked(self, arrays, key):
         for i, a in enumerate(arrays):
             if a.dtype not in DTYPE_NAMES:
                 supported = ", ".join(str(d) for d in SUPPORTED_DTYPES)

@@ -55,9 +55,8 @@ class Executable:
             for j, d in enumerate(t.shape):
                 if isinstance(d, int):
                     names.append("_")
-                    env[f"_expected{k}"] = spec_text[k]
-                    lines.append(f"    if {a}.shape[{j}] != {d}: raise TypeError('argument {arg_names[k]!r}: "
-                                 f"expected {{}} but got shape {{}}'.format(_expected{k}, {a}.shape))")
+                    env[f"_shape_msg{k}"] = f"argument {arg_names[k]!r}: expected {spec_text[k]} but got shape {{}}"
+                    lines.append(f"    if {a}.shape[{j}] != {d}: raise TypeError(_shape_msg{k}.format({a}.shape))")
                 else:
                     names.append(d.args[0])
             if names:
