@@ -267,12 +267,12 @@ def _expm1_f64_dd(e: _E, x):
     big = e.b.icmp_signed(">", ki, e.ci(1023))       # only k == 1024 is possible
     kk = e.b.select(big, e.b.sub(ki, e.ci(1)), ki)
     t = e.pow2(kk)
-    # expm1(x) = (t - 1) + t*r + t*h + t*lo; the first three are exact terms
-    # (t - 1 is exact for k >= -53; below that the result is -1 anyway).
-    a = e.sub(t, 1.0)
+    # expm1(x) = (t - 1) + t*r + t*h + t*lo, where t*r and t*h are exact and
+    # t - 1 is split into a double-double.
+    a, ea = e.two_sum(t, e.c(-1.0))
     s1, e1 = e.two_sum(a, e.mul(t, r))
     s2, e2 = e.two_sum(s1, e.mul(t, h))
-    low = e.fma(t, lo, e.add(e1, e2))
+    low = e.fma(t, lo, e.add(e.add(e1, e2), ea))
     return s2, low, big
 
 
@@ -289,6 +289,7 @@ def _tanh_f64(e: _E, x):
     a = e.fabs(x)
     a = e.sel(e.gt(a, 20.0), 20.0, a)               # tanh(20) == 1.0 exactly
     eh, el, _ = _expm1_f64_dd(e, e.mul(a, 2.0))
+    eh, el = e.fast_two_sum(eh, el)                 # normalise
     # tanh(a) = em1 / (em1 + 2), evaluated with a double-double numerator and
     # denominator and one Newton correction of the quotient.
     dh, de = e.two_sum(eh, e.c(2.0))
@@ -310,18 +311,20 @@ def _split_log_arg(e: _E, ix):
 
 
 def _log1p_core_dd(e: _E, f):
-    """log(1+f) as (hi, lo) for f in ~[-0.2929, 0.4143]."""
-    s = e.div(f, e.add(f, 2.0))
+    """log(1+f) as (hi, lo) for f in ~[-0.2929, 0.4143].
+
+    log(1+f) = 2*atanh(s) = 2s + s*R(s*s) with s = f/(2+f); s is computed as
+    a double-double so that the leading term 2s is exact.
+    """
+    d, dlo = e.fast_two_sum(e.c(2.0), f)            # 2 + f == d + dlo exactly
+    s = e.div(f, d)
+    rr = e.fma(e.neg(s), d, f)                      # f - s*d, exact
+    rr = e.fma(e.neg(s), dlo, rr)
+    # s_lo = rr / (2+f); 1/(2+f) ~= 1/2 - f/4 + f^2/8 - f^3/16 is plenty here.
+    slo = e.mul(rr, e.horner(f, (0.5, -0.25, 0.125, -0.0625)))
     z = e.mul(s, s)
-    rz = e.mul(z, e.horner(z, _LOG_Q64))
-    hf = e.mul(f, 0.5)
-    hfsq, hfsq_lo = e.two_prod(hf, f)               # f*f/2 exactly
-    t4 = e.mul(s, e.add(hfsq, rz))
-    # log(1+f) = f - f*f/2 + s*(f*f/2 + R)
-    a1, e1 = e.fast_two_sum(f, e.neg(hfsq))
-    a2, e2 = e.fast_two_sum(a1, t4)
-    lo = e.sub(e.add(e1, e2), hfsq_lo)
-    return a2, lo
+    sr = e.mul(e.mul(s, z), e.horner(z, _LOG_Q64))
+    return e.add(s, s), e.fma(slo, 2.0, sr)
 
 
 def _log_decompose_f64(e: _E, x):
@@ -386,8 +389,8 @@ def _log1p_f64(e: _E, x):
     res = e.sel(e.lt(x, -1.0), _NAN, res)
     res = e.sel(e.eq(x, _INF), _INF, res)
     res = e.sel(e.isnan(x), x, res)
-    # log1p(±0) == ±0
-    return e.sel(e.eq(x, 0.0), x, res)
+    # log1p(x) == x for tiny x (incl. ±0 and subnormals, where 2*(x/2) != x).
+    return e.sel(e.lt(e.fabs(x), _h("0x1p-60")), x, res)
 
 
 # ----------------------------- float32 (via float64) -----------------------
