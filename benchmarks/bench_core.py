@@ -347,30 +347,46 @@ def bench_warm(procs: int, tmp: str, res: dict, problems: list) -> None:
     populate = {"prepjit": run_script(p_script, p_env, tmp)}
     if n_script:
         populate["numba"] = run_script(n_script, n_env, tmp)
-    runs = {"prepjit": [], "numba": [], "baseline": []}
-    for _ in range(procs):  # interleaved
-        runs["prepjit"].append(run_script(p_script, p_env, tmp))
-        if n_script:
-            runs["numba"].append(run_script(n_script, n_env, tmp))
-        runs["baseline"].append(run_script(b_script, fresh_env(), tmp))
-    for r in runs["prepjit"]:
-        if r["stats"]["compiles"] != 0 or r["stats"]["disk_hits"] < 1:
-            problems.append(f"prepjit warm run was not a cache hit: {r['stats']}")
-    for r in runs["numba"]:
-        if r["cache_misses"] != 0 or r["cache_hits"] < 1:
-            problems.append(f"numba cache=True warm run was not a cache hit: hits={r['cache_hits']} "
-                            f"misses={r['cache_misses']}")
+    # A run that is not a cache hit is discarded and retried: prepjit's cache key includes a hash of the
+    # compiler's own sources, so an edit to prepjit while the benchmark runs (or a numba cache invalidation)
+    # legitimately forces one recompile; that run re-populates the cache and is not a warm start.
+    is_hit = {"prepjit": lambda r: r["stats"]["compiles"] == 0 and r["stats"]["disk_hits"] >= 1,
+              "numba": lambda r: r["cache_misses"] == 0 and r["cache_hits"] >= 1,
+              "baseline": lambda r: True}
+    scripts = {"prepjit": (p_script, p_env)}
+    if n_script:
+        scripts["numba"] = (n_script, n_env)
+    scripts["baseline"] = (b_script, fresh_env())
+    runs = {k: [] for k in scripts}
+    discarded = {k: [] for k in scripts}
+    for _ in range(3 * procs):  # interleaved; at most 2*procs retries in all
+        todo = [k for k in scripts if len(runs[k]) < procs]
+        if not todo:
+            break
+        for k in todo:
+            r = run_script(*scripts[k], tmp)
+            if not r["ok"]:
+                problems.append(f"{k} warm-start result does not match NumPy")
+            (runs if is_hit[k](r) else discarded)[k].append(r)
+    for k, rs in discarded.items():
+        if rs:
+            what = [r["stats"] if k == "prepjit" else {"hits": r["cache_hits"], "misses": r["cache_misses"]}
+                    for r in rs]
+            log(f"  {k}: discarded {len(rs)} warm run(s) that were not cache hits: {what}")
+        if len(runs[k]) < procs:
+            problems.append(f"{k} warm start: only {len(runs[k])} of {procs} runs were cache hits "
+                            f"(discarded: {len(rs)})")
+        if not runs[k]:
+            runs[k] = rs  # report something rather than nothing
     out = {"populate": {k: {"seconds": v["seconds"], "wall": v["wall"]} for k, v in populate.items()}}
     for name, rs in runs.items():
         if not rs:
             continue
-        if not all(r["ok"] for r in rs):
-            problems.append(f"{name} warm-start result does not match NumPy")
         out[name] = {"import_to_result_s": med(rs, "seconds"), "process_wall_s": med(rs, "wall"),
-                     "imports_s": med(rs, "import_s"),
+                     "imports_s": med(rs, "import_s"), "discarded_not_hits": len(discarded[name]),
                      "runs_s": [r["seconds"] for r in rs], "runs_wall_s": [r["wall"] for r in rs]}
     out["prepjit"]["stats"] = runs["prepjit"][-1]["stats"]
-    if runs["numba"]:
+    if runs.get("numba"):
         out["numba"]["cache_hits"] = runs["numba"][-1]["cache_hits"]
         out["numba"]["cache_misses"] = runs["numba"][-1]["cache_misses"]
     res["warm_start"] = out
@@ -483,6 +499,10 @@ def report(res: dict, problems: list) -> str:
              f"{ws['baseline']['process_wall_s'] * 1e3:.1f} | – |")
     pop = ws["populate"]
     L.append("")
+    nd = {k: v.get("discarded_not_hits", 0) for k, v in ws.items() if k != "populate"}
+    if any(nd.values()):
+        L.append("Discarded and retried (not cache hits, e.g. prepjit's sources changed mid-run, which changes its "
+                 "cache key): " + ", ".join(f"{k} {v}" for k, v in nd.items() if v) + "\n")
     L.append("Populating runs (compile + store): " + ", ".join(
         f"{k} {v['seconds'] * 1e3:.0f} ms (wall {v['wall'] * 1e3:.0f} ms)" for k, v in pop.items()) + "\n")
 
