@@ -191,8 +191,9 @@ def test_dim_expressions_round_trip_and_evaluate(d, vals):
     again = parse_dim(D.to_attr(d))
     assert D.evaluate(again, env) == D.evaluate(d, env)
     src = D.to_py(d)
-    assert eval(src, {"_fdiv": lambda a, b: a // b if b else 0, "_fmod": lambda a, b: a % b if b else 0}, env) \
-        == D.evaluate(d, env)
+    from prepjit.runtime.executable import _fdiv, _fmod, _ifone
+
+    assert eval(src, {"_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone}, env) == D.evaluate(d, env)
 
 
 def test_operation_textual_attrs_round_trip():

@@ -7,7 +7,6 @@ output shapes and checks constraints before native code runs) and render to Pyth
 """
 from __future__ import annotations
 
-import operator
 from typing import Union
 
 DimLike = Union[int, "Dim"]
@@ -198,9 +197,6 @@ def broadcast(a: DimLike, b: DimLike) -> DimLike:
 
 
 # -- evaluation and rendering -------------------------------------------------------------------------------
-_PY_OPS = {"add": operator.add, "mul": operator.mul}
-
-
 def evaluate(d: DimLike, env: dict) -> int:
     if isinstance(d, int):
         return d
@@ -228,62 +224,34 @@ def evaluate(d: DimLike, env: dict) -> int:
     raise AssertionError(op)
 
 
-def to_py(d: DimLike) -> str:
-    """Python source for the expression (symbols are local variable names in the generated prologue)."""
+def _render(d: DimLike, names: dict) -> str:
     if isinstance(d, int):
         return repr(d)
     op, a = d.op, d.args
     if op == "sym":
         return a[0]
-    if op == "add":
-        return "(" + " + ".join(to_py(x) for x in a) + ")"
-    if op == "mul":
-        return "(" + " * ".join(to_py(x) for x in a) + ")"
-    if op == "floordiv":
-        return f"_fdiv({to_py(a[0])}, {to_py(a[1])})"
-    if op == "mod":
-        return f"_fmod({to_py(a[0])}, {to_py(a[1])})"
-    if op in ("max", "min"):
-        return f"{op}({to_py(a[0])}, {to_py(a[1])})"
-    if op == "ifone":
-        return f"({to_py(a[1])} if {to_py(a[0])} == 1 else {to_py(a[2])})"
-    raise AssertionError(op)
+    if op in ("add", "mul"):
+        return "(" + (" + " if op == "add" else " * ").join(_render(x, names) for x in a) + ")"
+    return f"{names.get(op, op)}(" + ", ".join(_render(x, names) for x in a) + ")"
+
+
+_PY_NAMES = {"floordiv": "_fdiv", "mod": "_fmod", "ifone": "_ifone"}
+
+
+def to_py(d: DimLike) -> str:
+    """Python source for the expression (symbols are local variables of the generated prologue, which also
+    defines ``_fdiv``, ``_fmod`` and ``_ifone``)."""
+    return _render(d, _PY_NAMES)
 
 
 def to_attr(d: DimLike) -> str:
-    """Function-call form used in textual IR attributes; ``prepjit.ir.parser.parse_dim`` reads it back."""
-    if isinstance(d, int):
-        return repr(d)
-    op, a = d.op, d.args
-    if op == "sym":
-        return a[0]
-    if op == "add":
-        return "(" + " + ".join(to_attr(x) for x in a) + ")"
-    if op == "mul":
-        return "(" + " * ".join(to_attr(x) for x in a) + ")"
-    return f"{op}(" + ", ".join(to_attr(x) for x in a) + ")"
+    """Function-call form used in textual IR attributes and messages; ``parser.parse_dim`` reads it back."""
+    return _render(d, {})
 
+
+to_str = to_attr
 
 PARSE_ENV = {"floordiv": floordiv, "mod": mod, "max": maximum, "min": minimum, "ifone": select_eq1}
-
-
-def to_str(d: DimLike) -> str:
-    if isinstance(d, int):
-        return str(d)
-    op, a = d.op, d.args
-    if op == "sym":
-        return a[0]
-    if op == "add":
-        return "(" + " + ".join(to_str(x) for x in a) + ")"
-    if op == "mul":
-        return "*".join(to_str(x) for x in a)
-    if op == "floordiv":
-        return f"({to_str(a[0])} floordiv {to_str(a[1])})"
-    if op == "mod":
-        return f"({to_str(a[0])} mod {to_str(a[1])})"
-    if op == "ifone":
-        return f"({to_str(a[1])} if {to_str(a[0])} == 1 else {to_str(a[2])})"
-    return f"{op}({to_str(a[0])}, {to_str(a[1])})"
 
 
 def product(dims) -> DimLike:

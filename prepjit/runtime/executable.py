@@ -31,6 +31,10 @@ def _fmod(a, b):
     return a % b if b else 0
 
 
+def _ifone(c, a, b):
+    return a if c == 1 else b
+
+
 class Executable:
     """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure."""
 
@@ -42,7 +46,8 @@ class Executable:
     @staticmethod
     def _build(prog: Program, native, arg_names, spec_text):
         lines: list[str] = []
-        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_native": native.cfunc if native else None,
+        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone,
+                     "_native": native.cfunc if native else None,
                      "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_ascontig": lambda a: a.copy()}
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
         params = [f"a{k}" for k in range(len(prog.inputs))]
