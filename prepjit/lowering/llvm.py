@@ -258,7 +258,7 @@ class LLVMRenderer:
         if op == "neg":
             return b.fneg(args[0]) if flt else b.sub(ir.Constant(ty, 0), args[0])
         if op in ("and", "or", "xor"):
-            return getattr(b, op + "_")(*args)
+            return {"and": b.and_, "or": b.or_, "xor": b.xor}[op](*args)
         if op == "not":
             return b.xor(args[0], ir.Constant(ty, -1 if ty != I1 else 1))
         if op == "isnan":
@@ -319,11 +319,12 @@ class LLVMRenderer:
             return self._cvtt(v, fty, 64)
         if dst == np.uint32:
             return b.trunc(self._cvtt(v, fty, 64), dty)
-        # uint64: values >= 2**63 convert from (v - 2**63) and set the top bit back
+        # uint64: values >= 2**63 convert from (v - 2**63) and set the top bit back; NaN takes the first
+        # branch (C compilers test "not v >= 2**63"), giving INT64_MIN = 2**63 as NumPy does
         two63 = ir.Constant(fty, float(2 ** 63))
         small = self._cvtt(v, fty, 64)
         big = b.xor(self._cvtt(b.fsub(v, two63), fty, 64), ir.Constant(I64T, -(1 << 63)))
-        return b.select(b.fcmp_ordered("<", v, two63), small, big)
+        return b.select(b.fcmp_unordered("<", v, two63), small, big)
 
     # -- entry point ------------------------------------------------------------------------------------
     def program(self, kernels: list[Kernel], slots: list[str]) -> ir.Module:
