@@ -182,18 +182,23 @@ def _square(a, out):
 
 @rule("tensor.reciprocal")
 def _reciprocal(a, out):
-    if not _is_float(out):
-        raise UnsupportedError("np.reciprocal on integers is not supported")
+    if not _is_float(out):  # NumPy's integer loop: ``out = 1.0 / in`` in double, then a C cast (1/0 -> INT_MIN)
+        return cast(prim("fdiv", const(1, np.float64), cast(a, np.float64)), out)
     return prim("fdiv", const(1, out), a)
 
 
 @rule("tensor.minimum", "tensor.maximum", "tensor.fmin", "tensor.fmax")
 def _minmax(a, b, out, name):
+    is_min = name in ("tensor.minimum", "tensor.fmin")
     if out == BOOL:
-        return prim("and" if name.endswith("min") else "or", a, b)
+        return prim("and" if is_min else "or", a, b)
     if name in ("tensor.fmin", "tensor.fmax") and _is_float(out):
-        return prim("fminnum" if name == "tensor.fmin" else "fmaxnum", a, b)
-    return prim("min" if name.endswith("min") else "max", a, b)
+        return prim("fminnum" if is_min else "fmaxnum", a, b)
+    if _is_float(out):
+        # NumPy's loops: NaN in either operand propagates, and b is returned when a == b (min(-0.0, 0.0) is 0.0)
+        first = prim("or", prim("isnan", a, dtype=BOOL), prim("lt" if is_min else "gt", a, b, dtype=BOOL))
+        return select(first, a, b)
+    return prim("min" if is_min else "max", a, b)
 
 
 @rule("tensor.copysign")
@@ -240,6 +245,15 @@ _CMP = {"tensor.greater": "gt", "tensor.greater_equal": "ge", "tensor.less": "lt
 
 @rule(*_CMP)
 def _compare(a, b, out, name):
+    if a.dtype != b.dtype:  # NumPy's exact uint64-vs-int64 loops ('Qq->?', 'qQ->?')
+        signed = a if _is_signed(a.dtype) else b
+        negative = prim("lt", signed, const(0, signed.dtype), dtype=BOOL)
+        # a negative signed operand is below every unsigned value
+        when_negative = name in (("tensor.less", "tensor.less_equal") if signed is a else
+                                 ("tensor.greater", "tensor.greater_equal")) or name == "tensor.not_equal"
+        u = np.dtype(np.uint64)
+        exact = prim(_CMP[name], cast(a, u), cast(b, u), dtype=BOOL)
+        return select(negative, const(when_negative, BOOL), exact)
     return prim(_CMP[name], a, b, dtype=BOOL)
 
 
@@ -325,9 +339,10 @@ def lower_elementwise(op, operands: list) -> Expr:
                     args.append(const(np.array(o.value, dtype=dt), dt))
             except OverflowError:
                 # NEP 50: comparing with a Python int outside the dtype's range has a constant answer.
-                if name in _CMP:
+                if name in _CMP:  # every array value compares like the dtype's max (the operand order matters)
                     info = np.iinfo(dt)
-                    return const(bool(op.opdef.reference(np.array(info.max, dt), o.value)), BOOL)
+                    vals = [o.value if v is o else np.array(info.max, dt) for v in operands]
+                    return const(bool(op.opdef.reference(*vals)), BOOL)
                 raise
         else:
             args.append(cast(o, dt))
