@@ -263,7 +263,11 @@ class Traced:
     def __rfloordiv__(self, o): return np.floor_divide(o, self)
     def __mod__(self, o): return np.remainder(self, o)
     def __rmod__(self, o): return np.remainder(o, self)
-    def __pow__(self, o): return np.power(self, o)
+    def __pow__(self, o):
+        if type(o) is int and o == 2 and self.dtype == np.bool_:  # ndarray.__pow__'s fast path: np.square (int8)
+            return np.square(self)
+        return np.power(self, o)
+
     def __rpow__(self, o): return np.power(o, self)
     def __neg__(self): return np.negative(self)
     def __pos__(self): return np.positive(self)
@@ -340,10 +344,9 @@ def _power(base, exponent):
     if isinstance(exponent, Traced) or not isinstance(exponent, (int, float, np.number)):
         raise UnsupportedError(at(user_loc(), "np.power / ** is supported with a scalar exponent only"))
     e = exponent.item() if isinstance(exponent, np.generic) else exponent
-    floating = np.issubdtype(b.dtype, np.floating)
-    if floating and e in (2, 0.5, -1, 1, 0) and not isinstance(e, bool):
-        dt = _emit("tensor.power", [b, exponent]).dtype  # NEP 50 result dtype (and its errors)
-        x = b.astype(dt) if dt != b.dtype else b
+    dt = _emit("tensor.power", [b, exponent]).dtype  # NEP 50 result dtype (and its errors); the op itself is dead
+    x = b.astype(dt) if dt != b.dtype else b
+    if dt.kind == "f" and e in (2, 0.5, -1, 1, 0) and not isinstance(e, bool):
         if e == 2:
             return np.square(x)
         if e == 0.5:
@@ -353,8 +356,8 @@ def _power(base, exponent):
         if e == 1:
             return np.positive(x)
         return np.ones_like(x)
-    if not floating and isinstance(e, (int, np.integer)) and not isinstance(e, bool):
-        return _emit("tensor.power", [b, exponent])  # integer power: exact repeated squaring, lowered
+    if dt.kind in "iu" and isinstance(e, (int, np.integer)) and not isinstance(e, (bool, np.bool_)) and e >= 0:
+        return _emit("tensor.power", [x, int(e)])  # integer power: exact repeated squaring, lowered
     raise UnsupportedError(at(user_loc(), f"np.power with exponent {e!r} on {b.dtype} is not supported "
                                           "(supported: float ** 2, 0.5, -1, 1, 0, and integer ** non-negative int)"))
 
@@ -427,8 +430,14 @@ def _clip(x, a_min=None, a_max=None, **kwargs):
         a_max = kmax if a_max is None else a_max
         if kwargs:
             raise UnsupportedError(at(user_loc(), f"np.clip: keyword arguments {sorted(kwargs)} are not supported"))
+    if isinstance(x, Traced) and x.dtype.kind in "iu":  # as NumPy: Python int bounds beyond the dtype drop out
+        info = np.iinfo(x.dtype)
+        if type(a_min) is int and a_min <= info.min:
+            a_min = None
+        if type(a_max) is int and a_max >= info.max:
+            a_max = None
     if a_min is None and a_max is None:
-        raise ValueError(at(user_loc(), "np.clip: one of max or min must be given"))
+        return np.positive(x)
     if a_min is None:
         return np.minimum(x, a_max)
     if a_max is None:

@@ -22,12 +22,23 @@ def dummy(t):
     return np.zeros((), t.dtype)
 
 
+def numpy_error(e: Exception, message: str) -> Exception:
+    """``e``'s kind of error with ``message``: NumPy's own classes when they can be rebuilt from a message,
+    else the builtin they derive from (``_UFuncNoLoopError`` needs extra constructor arguments)."""
+    for cls in type(e).__mro__:
+        try:
+            return cls(message)
+        except TypeError:
+            continue
+    return TypeError(message)
+
+
 def result_dtype(fn, types, loc, what: str, **kwargs) -> np.dtype:
     try:
         with np.errstate(all="ignore"):
             r = fn(*[dummy(t) for t in types], **kwargs)
     except (TypeError, ValueError, OverflowError) as e:
-        raise type(e)(at(loc, f"{what}: {e}")) from None
+        raise numpy_error(e, at(loc, f"{what}: {e}")) from None
     dt = np.asarray(r).dtype
     if dt not in DTYPE_NAMES:
         raise UnsupportedError(at(loc, f"{what} produces dtype {dt}, which prepjit does not support "
@@ -132,7 +143,7 @@ def _reduction_infer(name, fn):
             with np.errstate(all="ignore"):
                 r = fn(np.zeros((1,) * t.rank, t.dtype), axis=axes, **kwargs)
         except (TypeError, ValueError) as e:
-            raise type(e)(at(loc, f"np.{name}: {e}")) from None
+            raise numpy_error(e, at(loc, f"np.{name}: {e}")) from None
         dt = np.asarray(r).dtype
         if dt not in DTYPE_NAMES:
             raise UnsupportedError(at(loc, f"np.{name} produces dtype {dt}, which prepjit does not support"))
