@@ -11,7 +11,7 @@ import numpy as np
 from llvmlite import ir
 
 from prepjit.errors import CompileError
-from prepjit.lowering.loop_ir import BOOL, Cond, Const, For, If, Kernel, Load, Param, Prim, Store, Var
+from prepjit.lowering.loop_ir import BOOL, Cond, Const, For, If, Kernel, Load, Param, Prim, Store, Var, children
 
 ENTRY = "prepjit_entry"
 I1, I8, I64T = ir.IntType(1), ir.IntType(8), ir.IntType(64)
@@ -108,6 +108,7 @@ class LLVMRenderer:
             self.env[("param", p)] = a
         self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
         self.scopes: list[dict] = [{}]
+        self._loads_memo: dict = {}
         self.stmts(k.body)
         self.builder.ret_void()
         return fn
@@ -160,6 +161,21 @@ class LLVMRenderer:
             v = self.builder.zext(v, I8)
         addr = self.builder.gep(ptr, [self.offset(s.indices, s.strides)], inbounds=True, source_etype=mem_type(dt))
         self.builder.store(v, addr, align=np.dtype(dt).itemsize)
+        # Values computed from loads of this buffer are stale now (a reduction's finish step re-reads the
+        # accumulator it just stored, in the same scope when there are no loops): compute them again.
+        for scope in self.scopes:
+            for e in [e for e in scope if s.buf in self._loads(e)]:
+                del scope[e]
+
+    def _loads(self, e) -> frozenset:
+        """The buffers expression ``e`` reads (memoized: expressions are immutable)."""
+        r = self._loads_memo.get(e)
+        if r is None:
+            r = frozenset().union(*(self._loads(c) for c in children(e)))
+            if isinstance(e, Load):
+                r |= {e.buf}
+            self._loads_memo[e] = r
+        return r
 
     # -- expressions ------------------------------------------------------------------------------------
     def offset(self, indices, strides):
