@@ -308,6 +308,9 @@ class Traced:
     def squeeze(self, axis=None):
         return _squeeze(self, axis)
 
+    def swapaxes(self, axis1, axis2):
+        return _swapaxes(self, axis1, axis2)
+
     def clip(self, min=None, max=None):
         return _clip(self, min, max)
 
@@ -402,7 +405,11 @@ def _squeeze(x, axis=None):
     x = _traced(x)
     shape = x._value.type.shape
     if axis is None:
-        axes = [k for k, d in enumerate(shape) if isinstance(d, int) and d == 1]
+        if not all(isinstance(d, int) for d in shape):
+            raise UnsupportedError(at(user_loc(), "squeeze() without axis= depends on which sizes are 1 at run time, "
+                                                  "but prepjit compiles one function for every size: pass "
+                                                  "axis=, or declare static sizes with signature="))
+        axes = [k for k, d in enumerate(shape) if d == 1]
     else:
         axes = _norm_axes(axis, x.ndim)
     if not axes:
@@ -513,7 +520,12 @@ def _flip(x, axis=None):
 def _full_like(x, fill_value, dtype=None):
     x = _traced(x)
     dt = _dtype_arg(dtype) if dtype is not None else x.dtype
-    return _broadcast_to(np.asarray(fill_value, dtype=dt), x.shape)
+    if isinstance(fill_value, (Traced, SymSize)):
+        raise UnsupportedError(at(user_loc(), "full_like: the fill value must be a constant"))
+    value = np.empty((), dt)
+    with np.errstate(all="ignore"):
+        np.copyto(value, fill_value, casting="unsafe")  # as np.full_like does (nan -> int is a C cast)
+    return _broadcast_to(value, x.shape)
 
 
 def _getitem(x: Traced, key):
