@@ -374,7 +374,9 @@ def test_overflow_thresholds(kernels):
     for name in ("exp", "expm1"):
         got = kernels(name, x)
         assert np.isfinite(got[0]) and np.isinf(got[1:]).all(), (name, got)
-        assert ulp_distance(got, getattr(np, name)(x)).max() <= 1
+        with np.errstate(over="ignore"):
+            want = getattr(np, name)(x)
+        assert ulp_distance(got, want).max() <= 1
     # float32: 88.72283 finite, 88.72284 inf
     x = np.array([88.72283, 88.72284, 89.0], np.float32)
     for name in ("exp", "expm1"):
