@@ -47,6 +47,7 @@ class Constraint:
     args: tuple        # dims (int | Dim)
     message: str       # what went wrong, in the user's terms
     loc: Loc = UNKNOWN_LOC
+    error: str = "ValueError"  # the exception NumPy raises for the same problem ("IndexError" for indices)
 
 
 @dataclass

@@ -70,7 +70,7 @@ class Executable:
             args = [D.to_py(x) for x in c.args]
             env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
             cond = _CHECKS[c.kind].format(*args)
-            lines.append(f"    if not ({cond}): raise ValueError(_msg{i}.format({', '.join(args)}))")
+            lines.append(f"    if not ({cond}): raise {c.error}(_msg{i}.format({', '.join(args)}))")
         for name, d in prog.params.items():
             if isinstance(d, tuple) and d[0] == "stride":
                 _, buf, j = d
