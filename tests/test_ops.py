@@ -165,7 +165,8 @@ def test_binary_errors_match_numpy(op):
 
 # -- Python scalars (NEP 50) --------------------------------------------------------------------------------
 PY_SCALARS = [0, 1, -1, 2, 3, 7, -5, 100, 127, 128, 255, 256, 300, -129, 40000, 2**31, -2**31 - 1, 2**63 - 1,
-              -2**63, 2**64 - 1, 0.0, -0.0, 0.5, 3.0, -2.5, 1e10, 1e300, math.inf, -math.inf, math.nan, True, False]
+              -2**63, 2**64 - 1, 0.0, -0.0, 0.5, 0.1, 3.0, -2.5, 1e10, 1e300, math.inf, -math.inf, math.nan, True,
+              False]
 
 
 def _scalar_fn(ops, s, left):
@@ -197,7 +198,7 @@ def test_binary_python_scalar(x, s, left):
 @pytest.mark.parametrize("dt", DTYPES, ids=str)
 def test_python_scalar_special_values(dt):
     x = special_values(dt)
-    for s in [0, -1, 3, 255, 300, 2**63 - 1, -2**63, 0.0, -0.0, 2.5, math.inf, math.nan, True]:
+    for s in [0, -1, 3, 255, 300, 2**63 - 1, -2**63, 0.0, -0.0, 2.5, 0.1, math.inf, math.nan, True]:
         for left in (False, True):
             z = _zero(dt)
             ops = tuple(o for o in ARRAY_BINARY if numpy_outcome(o, *((s, z) if left else (z, s))) == "ok")
@@ -711,3 +712,116 @@ def test_error_max_of_empty():
         f(np.ones((0, 2)))
     with pytest.raises(ValueError, match="zero-size"):
         f.fn(np.ones((0, 2)))
+
+
+# -- random programs: fusion and lowering of arbitrary op mixes -----------------------------------------------
+@st.composite
+def programs(draw):
+    """Source of a random function of x (a, b), y (b,), z (a, 1) mixing elementwise ops, broadcasting,
+    reductions and layout ops. Values stay dyadic rationals of bounded magnitude, so every sum is exact in
+    float64 and NumPy's and prepjit's summation orders agree bit for bit."""
+    vals = [("x", ("a", "b")), ("y", ("b",)), ("z", ("a", "1"))]
+    fresh = iter(range(1000))
+
+    def bcast(d1, d2):
+        if len(d1) < len(d2):
+            d1, d2 = d2, d1
+        d2 = ("1",) * (len(d1) - len(d2)) + d2
+        if not all(p == q or "1" in (p, q) for p, q in zip(d1, d2)):
+            return None
+        return tuple(q if p == "1" else p for p, q in zip(d1, d2))
+
+    lines = []
+    for i in range(draw(st.integers(2, 7))):
+        kind = draw(st.sampled_from(["unary", "binary", "binary", "reduce", "layout", "where"]))
+        a, da = draw(st.sampled_from(vals))
+        if kind == "unary":
+            expr = draw(st.sampled_from(["np.abs({})", "-{}", "np.floor({} / 4)", "np.sign({})", "np.rint({} / 2)",
+                                         "np.clip({}, -20.0, 30.0)", "{}.astype(np.float32).astype(np.float64)"]))
+            expr, dims = expr.format(a), da
+        elif kind in ("binary", "where"):
+            partners = [(n, d) for n, d in vals if bcast(da, d) is not None]
+            b, db = draw(st.sampled_from(partners))
+            dims = bcast(da, db)
+            if kind == "binary":
+                op = draw(st.sampled_from(["{} + {}", "{} - {}", "np.clip({} * {}, -1e6, 1e6)", "np.maximum({}, {})",
+                                           "np.minimum({}, {})", "np.fmax({}, {})"]))
+                expr = op.format(a, b)
+            else:
+                c, dc = draw(st.sampled_from([(n, d) for n, d in vals if bcast(dims, d) is not None]))
+                dims = bcast(dims, dc)
+                expr = f"np.where({a} > {b}, {a}, {c})"
+        elif kind == "reduce" and da:
+            axis = draw(st.integers(0, len(da) - 1))
+            keep = draw(st.booleans())
+            red = draw(st.sampled_from(["sum", "max", "min"]))
+            expr = f"{a}.{red}(axis={axis}, keepdims={keep})"
+            dims = tuple("1" if k == axis else d for k, d in enumerate(da) if keep or k != axis)
+        elif da:
+            layout = draw(st.sampled_from(["T", "rev", "step", "expand", "ravel", "concat"]))
+            if layout == "T":
+                expr, dims = f"{a}.T", da[::-1]
+            elif layout == "rev":
+                expr, dims = f"{a}[::-1]", da
+            elif layout == "step":
+                expr, dims = f"{a}[..., ::2]", da[:-1] + (f"n{next(fresh)}",)
+            elif layout == "expand":
+                expr, dims = f"np.expand_dims({a}, 0)", ("1",) + da
+            elif layout == "ravel":
+                expr, dims = f"{a}.reshape(-1)", (f"n{next(fresh)}",)
+            else:
+                expr, dims = f"np.concatenate([{a}, {a}[::-1]], axis=-1)", da[:-1] + (f"n{next(fresh)}",)
+        else:
+            expr, dims = f"{a} * 2", da
+        lines.append(f"    v{i} = {expr}")
+        vals.append((f"v{i}", dims))
+    outs = draw(st.lists(st.sampled_from([n for n, _ in vals[3:]]), min_size=1, max_size=3))
+    return "def prog(x, y, z):\n" + "\n".join(lines) + f"\n    return ({', '.join(outs)},)\n"
+
+
+@given(src=programs(), data=st.data())
+@examples(40)
+def test_random_programs(src, data):
+    env = {"np": np}
+    exec(compile(src, "<random program>", "exec"), env)  # noqa: S102 - generated above
+    prog = env["prog"]
+    ints = st.integers(-50, 50).map(float)
+    for _ in range(2):  # one compile, two sets of sizes
+        a, b = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+        x = data.draw(arrays(np.float64, (a, b), elements=ints))
+        y = data.draw(arrays(np.float64, (b,), elements=ints))
+        z = data.draw(arrays(np.float64, (a, 1), elements=ints))
+        check(prog, x, y, z, key=("prog", src), what=src, zero_sign=False)
+
+
+# -- arrays long enough for the vectorized loops (the hypothesis arrays above are mostly tiny) ------------------
+def random_values(dt, shape, rng):
+    """Edge values mixed with random ones of the dtype's whole range."""
+    dt = np.dtype(dt)
+    n = int(np.prod(shape))
+    if dt.kind == "f":
+        r = np.where(rng.random(n) < 0.5, rng.standard_normal(n) * 100, rng.standard_normal(n) * 1e30)
+        with np.errstate(over="ignore"):
+            r = r.astype(dt)
+    elif dt == BOOL:
+        r = rng.random(n) < 0.5
+    else:
+        info = np.iinfo(dt)
+        r = rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)
+    return np.where(rng.random(n) < 0.2, rng.choice(special_values(dt), n), r).reshape(shape)
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=str)
+def test_large_arrays(dt):
+    rng = np.random.default_rng(int(dt.num))
+    x = random_values(dt, (6, 203), rng)
+    ops = tuple(o for o in UNARY_UFUNCS if numpy_outcome(o, _zero(dt)) == "ok")
+    for v in (x, x[:, ::-1], x[::2, 3:200:2], x.T):
+        check(_unary_fn(ops).fn, v, key=("unary", ops), modes=_modes(ops), what=f"unary {dt} {v.strides}")
+    for other in (np.dtype(dt), np.dtype(np.float32), np.dtype(np.int64)):
+        ops = _binary_ops(_zero(dt), _zero(other))
+        y = random_values(other, (203,), rng)
+        for a, b in ((x, y), (x[:, ::-1], y[::-1]), (x[::-1], y[:1]), (x.T[:, :3], random_values(other, (3, 203), rng).T)):
+            check(_binary_fn(ops).fn, a, b, key=("binary", ops), modes=_modes(ops), what=f"{dt},{other} {a.shape}")
+    check(where3, x > 0, x, random_values(np.float32, (6, 1), rng))
+    check(clip_all, x, x[::-1], x[:1], modes=CLIP_ALL_MODES)

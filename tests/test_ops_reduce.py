@@ -285,3 +285,24 @@ def test_centering_keeps_dtype_and_broadcasts():
 
     got = check(center, x)
     assert got.dtype == np.float32
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=str)
+def test_large_reductions(dt):
+    """Arrays long enough for the vectorized (reassociated) accumulation loops, contiguous and strided."""
+    from test_ops import random_values
+
+    rng = np.random.default_rng(int(dt.num))
+    x = random_values(dt, (37, 211), rng)
+    s, p = x, x
+    if dt.kind == "f":  # sums that cannot overflow (see sum_elements), products of factors near 1 (prod_elements)
+        s = np.where(np.isfinite(x), np.clip(x, -1e30, 1e30), x)
+        p = rng.uniform(0.875, 1.125, x.shape).astype(dt) * np.where(rng.random(x.shape) < 0.5, -1, 1).astype(dt)
+    groups = (("max", "min", "any", "all"), x), (("sum", "mean"), s), (("prod",), p)
+    for axis in (None, 0, 1, (0, 1)):
+        for keepdims in (False, True):
+            for names, data in groups:
+                f = _reduce_fn(names, axis, keepdims, "method")
+                for v in (data, data[::-1, ::3], data.T):
+                    check(f.fn, v, key=("reduce", names, repr(axis), keepdims, "method", None),
+                          modes=_modes(v, names, axis), what=f"{dt}{v.shape} axis={axis}")
