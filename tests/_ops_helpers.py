@@ -138,6 +138,22 @@ def special_values(dt) -> np.ndarray:
     return np.array(out, dt)
 
 
+def random_values(dt, shape, rng):
+    """Edge values mixed with random ones of the dtype's whole range."""
+    dt = np.dtype(dt)
+    n = int(np.prod(shape))
+    if dt.kind == "f":
+        r = np.where(rng.random(n) < 0.5, rng.standard_normal(n) * 100, rng.standard_normal(n) * 1e30)
+        with np.errstate(over="ignore"):
+            r = r.astype(dt)
+    elif dt == BOOL:
+        r = rng.random(n) < 0.5
+    else:
+        info = np.iinfo(dt)
+        r = rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)
+    return np.where(rng.random(n) < 0.2, rng.choice(special_values(dt), n), r).reshape(shape)
+
+
 # -- comparison ---------------------------------------------------------------------------------------------
 def _ordered(a: np.ndarray) -> np.ndarray:
     """Float bit patterns mapped to integers that are ordered like the floats (-0.0 and +0.0 both map to 0)."""

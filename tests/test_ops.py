@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from _ops_helpers import (
     BOOL, DTYPES, FLOATS, INTS, TRANSCENDENTAL, UINTS, ULP, any_array, arrays, assert_same, builtin_error, check,
-    dtypes, elements_for, examples, float_dtypes, jit, magnitude, numpy_outcome, reference, shapes, special_values,
+    dtypes, elements_for, examples, float_dtypes, jit, magnitude, numpy_outcome, random_values, reference, shapes,
+    special_values,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -198,7 +199,7 @@ def test_binary_python_scalar(x, s, left):
 @pytest.mark.parametrize("dt", DTYPES, ids=str)
 def test_python_scalar_special_values(dt):
     x = special_values(dt)
-    for s in [0, -1, 3, 255, 300, 2**63 - 1, -2**63, 0.0, -0.0, 2.5, 0.1, math.inf, math.nan, True]:
+    for s in [-1, 255, 300, 2**63 - 1, -0.0, 2.5, 0.1, math.inf, math.nan, True]:  # the rest: hypothesis
         for left in (False, True):
             z = _zero(dt)
             ops = tuple(o for o in ARRAY_BINARY if numpy_outcome(o, *((s, z) if left else (z, s))) == "ok")
@@ -542,7 +543,7 @@ def out_single_tuple(x, y):
 
 
 @given(xy=broadcast_pair(dtype_a=st.sampled_from(INTS + FLOATS), dtype_b=st.sampled_from(INTS + FLOATS)))
-@examples(8)
+@examples(5)
 def test_output_structures(xy):
     x, y = xy
     check(out_tuple, x, y)
@@ -596,7 +597,7 @@ def test_center_and_scale(x):
 
 
 @given(xy=broadcast_pair(dtype_a=float_dtypes, dtype_b=st.sampled_from(FLOATS + INTS)))
-@examples(20)
+@examples(12)
 def test_chain(xy):
     check(chain, *xy, modes={0: {"ulp": ULP}})
 
@@ -795,22 +796,6 @@ def test_random_programs(src, data):
 
 
 # -- arrays long enough for the vectorized loops (the hypothesis arrays above are mostly tiny) ------------------
-def random_values(dt, shape, rng):
-    """Edge values mixed with random ones of the dtype's whole range."""
-    dt = np.dtype(dt)
-    n = int(np.prod(shape))
-    if dt.kind == "f":
-        r = np.where(rng.random(n) < 0.5, rng.standard_normal(n) * 100, rng.standard_normal(n) * 1e30)
-        with np.errstate(over="ignore"):
-            r = r.astype(dt)
-    elif dt == BOOL:
-        r = rng.random(n) < 0.5
-    else:
-        info = np.iinfo(dt)
-        r = rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)
-    return np.where(rng.random(n) < 0.2, rng.choice(special_values(dt), n), r).reshape(shape)
-
-
 @pytest.mark.parametrize("dt", DTYPES, ids=str)
 def test_large_arrays(dt):
     rng = np.random.default_rng(int(dt.num))
@@ -818,10 +803,11 @@ def test_large_arrays(dt):
     ops = tuple(o for o in UNARY_UFUNCS if numpy_outcome(o, _zero(dt)) == "ok")
     for v in (x, x[:, ::-1], x[::2, 3:200:2], x.T):
         check(_unary_fn(ops).fn, v, key=("unary", ops), modes=_modes(ops), what=f"unary {dt} {v.strides}")
-    for other in (np.dtype(dt), np.dtype(np.float32), np.dtype(np.int64)):
+    for other in (np.dtype(dt), np.dtype(np.int64 if dt.kind == "f" else np.float32)):
         ops = _binary_ops(_zero(dt), _zero(other))
         y = random_values(other, (203,), rng)
-        for a, b in ((x, y), (x[:, ::-1], y[::-1]), (x[::-1], y[:1]), (x.T[:, :3], random_values(other, (3, 203), rng).T)):
+        yt = random_values(other, (3, 203), rng).T
+        for a, b in ((x, y), (x[:, ::-1], y[::-1]), (x[::-1], y[:1]), (x.T[:, :3], yt)):
             check(_binary_fn(ops).fn, a, b, key=("binary", ops), modes=_modes(ops), what=f"{dt},{other} {a.shape}")
     check(where3, x > 0, x, random_values(np.float32, (6, 1), rng))
     check(clip_all, x, x[::-1], x[:1], modes=CLIP_ALL_MODES)

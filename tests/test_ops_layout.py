@@ -41,7 +41,7 @@ def fixed_slices(x):
 
 
 @given(x=any_array(shape=shapes(min_dims=2, max_dims=3, min_side=1)))
-@examples(20)
+@examples(15)
 def test_slices_for_every_size(x):
     """One compiled function per dtype/rank; every slice must be right for each drawn size."""
     check(fixed_slices, x, what=str(x.shape))
@@ -192,7 +192,7 @@ def concat_case(draw):
 
 
 @given(case=concat_case())
-@SETTINGS
+@examples(20)
 def test_concatenate_and_stack(case):
     xs, axis, same = case
     k = len(xs)

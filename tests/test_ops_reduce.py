@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from _ops_helpers import (
     BOOL, DTYPES, FLOATS, INTS, UINTS, any_array, arrays, check, dtypes, elements_for, examples, jit, magnitude,
-    shapes, special_values,
+    random_values, shapes, special_values,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -290,8 +290,6 @@ def test_centering_keeps_dtype_and_broadcasts():
 @pytest.mark.parametrize("dt", DTYPES, ids=str)
 def test_large_reductions(dt):
     """Arrays long enough for the vectorized (reassociated) accumulation loops, contiguous and strided."""
-    from test_ops import random_values
-
     rng = np.random.default_rng(int(dt.num))
     x = random_values(dt, (37, 211), rng)
     s, p = x, x
@@ -299,10 +297,9 @@ def test_large_reductions(dt):
         s = np.where(np.isfinite(x), np.clip(x, -1e30, 1e30), x)
         p = rng.uniform(0.875, 1.125, x.shape).astype(dt) * np.where(rng.random(x.shape) < 0.5, -1, 1).astype(dt)
     groups = (("max", "min", "any", "all"), x), (("sum", "mean"), s), (("prod",), p)
-    for axis in (None, 0, 1, (0, 1)):
-        for keepdims in (False, True):
-            for names, data in groups:
-                f = _reduce_fn(names, axis, keepdims, "method")
-                for v in (data, data[::-1, ::3], data.T):
-                    check(f.fn, v, key=("reduce", names, repr(axis), keepdims, "method", None),
-                          modes=_modes(v, names, axis), what=f"{dt}{v.shape} axis={axis}")
+    for axis, keepdims in ((None, False), (0, False), (1, True), ((0, 1), True)):
+        for names, data in groups:
+            f = _reduce_fn(names, axis, keepdims, "method")
+            for v in (data, data[::-1, ::3], data.T):
+                check(f.fn, v, key=("reduce", names, repr(axis), keepdims, "method", None),
+                      modes=_modes(v, names, axis), what=f"{dt}{v.shape} axis={axis}")
