@@ -51,21 +51,23 @@ def first_and_fourth(x):
     return x[0], x[3]
 
 
+def last_but_two(x):
+    return x[-3]
+
+
 def test_index_out_of_range_at_call_time():
-    f = jit(first_and_fourth)
+    """Compiled for every size, the index is checked by the call prologue, before native code runs."""
     check(first_and_fourth, np.arange(5))
-    with pytest.raises((IndexError, ValueError), match="index 3 is out of bounds for axis 0 with size 3"):
-        f(np.arange(3))  # raised by the call prologue, before native code runs
-
-
-@pytest.mark.xfail(strict=True, reason="prepjit/runtime/executable.py raises every failed size constraint as "
-                                       "ValueError; NumPy raises IndexError for an out-of-range index")
-def test_index_out_of_range_error_type_matches_numpy():
-    jit(first_and_fourth)(np.arange(5))
+    check(last_but_two, np.arange(5))
     with pytest.raises(IndexError):
         first_and_fourth(np.arange(3))
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="index 3 is out of bounds for axis 0 with size 3") as e:
         jit(first_and_fourth)(np.arange(3))
+    assert e.traceback[-1].frame.code.path.startswith("<prepjit prologue")
+    with pytest.raises(IndexError, match="index -3 is out of bounds"):
+        jit(last_but_two)(np.arange(2))
+    with pytest.raises(IndexError):
+        last_but_two(np.arange(2))
 
 
 def test_indexing_errors_at_trace_time():

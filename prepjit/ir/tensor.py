@@ -247,7 +247,8 @@ def slice_plan(shape, items, loc):
                 maps.append(("index", idx % d))
             else:
                 cons.append(Constraint("gt" if idx >= 0 else "ge", (d, idx if idx >= 0 else -idx),
-                                       f"index {idx} is out of bounds for axis {k} with size {{0}}", loc))
+                                       f"index {idx} is out of bounds for axis {k} with size {{0}}", loc,
+                                       "IndexError"))
                 maps.append(("index", idx if idx >= 0 else D.add(d, idx)))
         else:
             _, start, stop, step = it
