@@ -203,7 +203,7 @@ def evaluate(d: DimLike, env: dict) -> int:
     op, args = d.op, d.args
     if op == "sym":
         return env[args[0]]
-    vals = [evaluate(a, env) for a in args] if op != "ifone" else None
+    vals = [evaluate(a, env) for a in args] if op not in ("ifone", "call") else None
     if op == "add":
         return sum(vals)
     if op == "mul":
@@ -221,6 +221,8 @@ def evaluate(d: DimLike, env: dict) -> int:
         return min(vals)
     if op == "ifone":
         return evaluate(args[1], env) if evaluate(args[0], env) == 1 else evaluate(args[2], env)
+    if op == "call":
+        return CALLS[args[0]](*[evaluate(a, env) for a in args[1:]])
     raise AssertionError(op)
 
 
@@ -230,6 +232,8 @@ def _render(d: DimLike, names: dict) -> str:
     op, a = d.op, d.args
     if op == "sym":
         return a[0]
+    if op == "call":
+        return f"{a[0]}(" + ", ".join(_render(x, names) for x in a[1:]) + ")"
     if op in ("add", "mul"):
         return "(" + (" + " if op == "add" else " * ").join(_render(x, names) for x in a) + ")"
     return f"{names.get(op, op)}(" + ", ".join(_render(x, names) for x in a) + ")"
@@ -252,6 +256,23 @@ def to_attr(d: DimLike) -> str:
 to_str = to_attr
 
 PARSE_ENV = {"floordiv": floordiv, "mod": mod, "max": maximum, "min": minimum, "ifone": select_eq1}
+
+# Size rules that are not arithmetic (e.g. torchvision's Resize rule) are named Python functions of ints,
+# registered once; expressions call them by name, and the call prologue evaluates them.
+CALLS: dict = {}
+
+
+def register_call(name: str, fn) -> None:
+    if not name.isidentifier() or name in PARSE_ENV or name.startswith("_"):
+        raise ValueError(f"bad dim function name {name!r}")
+    CALLS[name] = fn
+    PARSE_ENV[name] = lambda *args, _n=name: call(_n, *args)
+
+
+def call(name: str, *args: DimLike) -> DimLike:
+    if all(isinstance(a, int) for a in args):
+        return int(CALLS[name](*args))
+    return Dim("call", (name, *args))
 
 
 def product(dims) -> DimLike:

@@ -11,7 +11,7 @@ import numpy as np
 from llvmlite import ir
 
 from prepjit.errors import CompileError
-from prepjit.lowering.loop_ir import BOOL, Cond, Const, For, If, Kernel, Load, Param, Prim, Store, Var, children
+from prepjit.lowering.loop_ir import BOOL, Cond, Const, For, If, Kernel, Load, Param, Prim, Reduce, Store, Var, children
 
 ENTRY = "prepjit_entry"
 I1, I8, I64T = ir.IntType(1), ir.IntType(8), ir.IntType(64)
@@ -72,6 +72,15 @@ def _suffix(ty) -> str:
     if isinstance(ty, ir.DoubleType):
         return "f64"
     return f"i{ty.width}"
+
+
+class _Raw:
+    """An already-rendered LLVM value standing in as an expression operand (the accumulator of a fold)."""
+
+    __slots__ = ("value", "dtype")
+
+    def __init__(self, value, dtype):
+        self.value, self.dtype = value, dtype
 
 
 class LLVMRenderer:
@@ -191,6 +200,8 @@ class LLVMRenderer:
         return off
 
     def expr(self, e):
+        if isinstance(e, _Raw):
+            return e.value
         for scope in reversed(self.scopes):
             if e in scope:
                 return scope[e]
@@ -215,9 +226,38 @@ class LLVMRenderer:
             return v
         if isinstance(e, Cond):
             return self._cond(e)
+        if isinstance(e, Reduce):
+            return self._reduce(e)
         if isinstance(e, Prim):
             return self._prim(e)
         raise CompileError(f"cannot render {e!r}")
+
+    def _reduce(self, e: Reduce):
+        b = self.builder
+        n = self.expr(e.extent)
+        init = self.expr(e.init)
+        pre = b.block
+        header = b.append_basic_block(f"{e.var}.fold")
+        body = b.append_basic_block(f"{e.var}.fold.body")
+        exit_ = b.append_basic_block(f"{e.var}.fold.exit")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(I64T, name=e.var)
+        acc = b.phi(reg_type(e.dtype), name=f"{e.var}.acc")
+        i.add_incoming(ir.Constant(I64T, 0), pre)
+        acc.add_incoming(init, pre)
+        b.cbranch(b.icmp_signed("<", i, n), body, exit_)
+        b.position_at_end(body)
+        self.env[("var", e.var)] = i
+        self.scopes.append({})
+        v = self.expr(e.body)
+        nxt = self._prim(Prim(e.op, (_Raw(acc, e.dtype), _Raw(v, e.dtype)), e.dtype))
+        self.scopes.pop()
+        i.add_incoming(b.add(i, ir.Constant(I64T, 1), flags=("nuw", "nsw")), b.block)
+        acc.add_incoming(nxt, b.block)
+        b.branch(header)
+        b.position_at_end(exit_)
+        return acc
 
     def _cond(self, e: Cond):
         b = self.builder
@@ -277,6 +317,10 @@ class LLVMRenderer:
             return {"and": b.and_, "or": b.or_, "xor": b.xor}[op](*args)
         if op == "not":
             return b.xor(args[0], ir.Constant(ty, -1 if ty != I1 else 1))
+        if op in ("shl", "shr"):
+            if op == "shl":
+                return b.shl(*args)
+            return b.ashr(*args) if _signed(dt) else b.lshr(*args)
         if op == "isnan":
             return b.fcmp_unordered("uno", args[0], args[0])
         if flt and op in _FLOAT_INTRINSIC_1:

@@ -16,6 +16,7 @@ Primitives (operands already of the result dtype unless noted):
   fminnum fmaxnum       floats: NaN-ignoring (NumPy's fmin/fmax)
   eq ne lt le gt ge     result bool; float compares are ordered except ``ne``
   and or xor not        bitwise on ints, logical on bool
+  shl shr               integer shifts (shr is arithmetic for signed ints); the shift amount is in range
   select                eager choice select(c, a, b); both sides are always safe to evaluate
   cast                  to the node's dtype: to bool is ``!= 0``; float→int truncates (saturating when out of range)
   floor ceil trunc rint sqrt copysign
@@ -76,6 +77,20 @@ class Cond(Expr):
     cond: Expr
     then: Expr
     other: Expr
+    dtype: np.dtype
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce(Expr):
+    """A fold: ``acc = init; for var in [0, extent): acc = op(acc, body)``; the value is the final ``acc``.
+
+    Used for variable-length tap sums (resampling filters). ``body`` may use ``var`` and any enclosing value.
+    """
+    var: str
+    extent: Expr
+    body: Expr
+    init: Expr
+    op: str
     dtype: np.dtype
 
 
@@ -192,6 +207,8 @@ def children(e: Expr) -> tuple:
         return e.indices + e.strides
     if isinstance(e, Cond):
         return (e.cond, e.then, e.other)
+    if isinstance(e, Reduce):
+        return (e.extent, e.body, e.init)
     return ()
 
 
@@ -207,6 +224,9 @@ def map_expr(e: Expr, fn, memo=None) -> Expr:
                    tuple(map_expr(a, fn, memo) for a in e.strides), e.dtype)
     elif isinstance(e, Cond):
         new = Cond(map_expr(e.cond, fn, memo), map_expr(e.then, fn, memo), map_expr(e.other, fn, memo), e.dtype)
+    elif isinstance(e, Reduce):
+        new = Reduce(e.var, map_expr(e.extent, fn, memo), map_expr(e.body, fn, memo), map_expr(e.init, fn, memo),
+                     e.op, e.dtype)
     else:
         new = e
     out = fn(new)
@@ -257,6 +277,17 @@ class _ExprPrinter:
             text = f"memref.load %{e.buf}[{off}] : {_dt(e.dtype)}"
         elif isinstance(e, Cond):
             text = f"scf.if {self(e.cond)} then {self(e.then)} else {self(e.other)} : {_dt(e.dtype)}"
+        elif isinstance(e, Reduce):
+            init, ext = self(e.init), self(e.extent)
+            outer = self.lines
+            inner: list = []
+            self.lines = inner
+            saved, self.indent = self.indent, self.indent + "  "
+            body = self(e.body)
+            self.lines, self.indent = outer, saved
+            outer.append(f"{self.indent}// fold over %{e.var} in [0, {ext}) with prim.{e.op}, from {init}:")
+            outer.extend(inner)
+            text = f"scf.reduce prim.{e.op}({body}) : {_dt(e.dtype)}"
         else:
             text = f"prim.{e.op} " + ", ".join(self(a) for a in e.args) + f" : {_dt(e.dtype)}"
         name = f"%v{self.counter[0]}"

@@ -16,6 +16,7 @@ from prepjit.ir import dims as D
 from prepjit.ir.core import Function, Value
 from prepjit.ir.types import PyScalarType
 from prepjit.kernels.elementwise import lower_elementwise
+from prepjit.kernels import image as _image_rules  # noqa: F401  (registers the image index maps)
 from prepjit.kernels.layout import INDEX_MAPS
 from prepjit.kernels.reduction import REDUCERS
 from prepjit.lowering.loop_ir import (
@@ -32,6 +33,8 @@ class BufferInfo:
     kind: str             # "input" | "const" | "temp" | "output"
     arg: int | None = None        # input position
     value: np.ndarray | None = None  # constant data
+    maker: object = None          # "table": a Python function of ints building the array in the prologue
+    maker_args: tuple = ()        # its arguments (dims)
 
 
 @dataclass
@@ -96,6 +99,32 @@ class _KernelBuilder:
         self.pb = pb
         self.args = args
         self.memo: dict = {}
+        self.pre: list = []          # loop nests that run before the kernel's main nest (e.g. a resize pass)
+        self.extra: list = []        # buffers those need (scratch, tables)
+        self.state: dict = {}        # per-op lowering state shared by all uses of an op in this kernel
+
+    def table(self, maker, args: tuple, dtype, shape: tuple) -> BufferInfo:
+        """A read-only array the prologue builds with ``maker(*evaluated args)`` (cached by the maker)."""
+        key = (maker, args)
+        for b in self.pb.prog.buffers.values():
+            if b.kind == "table" and (b.maker, b.maker_args) == key:
+                break
+        else:
+            name = f"tab{sum(1 for b in self.pb.prog.buffers.values() if b.kind == 'table')}"
+            b = self.pb.prog.buffers[name] = BufferInfo(name, np.dtype(dtype), tuple(shape), "table",
+                                                        maker=maker, maker_args=args)
+        if b not in self.extra:
+            self.extra.append(b)
+        return b
+
+    def scratch(self, dtype, shape: tuple) -> BufferInfo:
+        name = f"scratch{sum(1 for b in self.pb.prog.buffers.values() if b.name.startswith('scratch'))}"
+        b = self.pb.prog.buffers[name] = BufferInfo(name, np.dtype(dtype), tuple(shape), "temp")
+        self.extra.append(b)
+        return b
+
+    def strides(self, buf: BufferInfo) -> tuple:
+        return tuple(self.pb.stride(buf, k) for k in range(len(buf.shape)))
 
     def dim(self, d) -> Expr:
         return self.pb.dim(d)
@@ -223,8 +252,12 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
     inputs = {b.name for b in arg_bufs if b.kind == "input"}
     loops = _nest([pb.dim(d) for d in shape], "i", body, inputs)
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
-           [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs]
-    return Kernel(name, bufs, [], loops)
+           [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs] + _extra_buffers(kb)
+    return Kernel(name, bufs, [], tuple(kb.pre) + loops)
+
+
+def _extra_buffers(kb: _KernelBuilder) -> list:
+    return [Buffer(b.name, b.dtype, len(b.shape), "in" if b.kind == "table" else "temp") for b in kb.extra]
 
 
 def _lower_reduction_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_buf: BufferInfo) -> Kernel:
@@ -271,7 +304,7 @@ def _lower_reduction_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_b
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + [Buffer(out_buf.name, out_dt, len(kept), "out")]
     if needs_finish:
         bufs.append(Buffer(acc.name, acc_dt, len(kept), "temp"))
-    return Kernel(name, bufs, [], body)
+    return Kernel(name, bufs + _extra_buffers(kb), [], tuple(kb.pre) + body)
 
 
 def _collect_params(k: Kernel) -> list[str]:

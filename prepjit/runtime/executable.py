@@ -51,6 +51,7 @@ class Executable:
                      "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_ascontig": lambda a: a.copy()}
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
         params = [f"a{k}" for k in range(len(prog.inputs))]
+        env.update(D.CALLS)  # named size rules used by dim expressions
         lines.append(f"def run({', '.join(params)}):")
         # sizes of inputs; static dims are part of the specialization and are checked here
         for k, t in enumerate(prog.inputs):
@@ -86,6 +87,10 @@ class Executable:
                 env[f"_{b.name}"] = b.value
                 env[f"_{b.name}_ptr"] = b.value.ctypes.data
                 ptrs.append(f"_{b.name}_ptr")
+            elif b.kind == "table":  # built (and cached) by a Python function of the sizes
+                env[f"_mk_{b.name}"] = b.maker
+                lines.append(f"    {b.name} = _mk_{b.name}({', '.join(D.to_py(x) for x in b.maker_args)})")
+                ptrs.append(f"{b.name}.ctypes.data")
             else:
                 env[f"_dt_{b.name}"] = b.dtype
                 shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"

@@ -55,7 +55,22 @@ def _reshape_of_reshape(op):
     return None
 
 
+def _crop_of_resample(op):
+    """crop_pad(resample(x)) with the resample's full window → one resample computing only the crop window."""
+    (x,) = op.operands
+    r = x.owner
+    if r is None or r.name != "image.resample":
+        return None
+    a = r.attrs
+    if not (a["top"] == 0 and a["left"] == 0 and a["win_h"] == a["out_h"] and a["win_w"] == a["out_w"]):
+        return None
+    attrs = dict(a, top=op.attrs["top"], left=op.attrs["left"], win_h=op.attrs["h"], win_w=op.attrs["w"])
+    new = Operation("image.resample", [r.operands[0]], [op.result.type], attrs, op.loc)
+    return [new], new.result
+
+
 RULES = {
+    "image.crop_pad": [_crop_of_resample],
     "tensor.astype": [_astype_noop],
     "tensor.positive": [_same_type_identity],
     "tensor.broadcast_to": [_same_type_identity],

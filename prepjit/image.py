@@ -1,0 +1,129 @@
+"""Image ops for ``@jit_preprocess`` functions, mirroring ``torchvision.transforms.v2.functional`` on HWC arrays.
+
+Inside a traced function these build IR (``image`` and ``tensor`` dialects) that fuses with the surrounding
+numeric code: a resize → center crop → to_dtype → normalize → to_chw chain compiles to one kernel. Sizes and
+rounding follow torchvision v2; resampling is bit-identical to torch's CPU ``interpolate`` (see
+``prepjit.kernels.resample``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from prepjit.compiler.tracer import Traced, _emit, _traced, user_loc
+from prepjit.errors import UnsupportedError, at
+from prepjit.ir import dims as D
+from prepjit.ir.types import check_dtype
+
+__all__ = ["resize", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+
+
+def _image(img, what: str) -> Traced:
+    x = _traced(img)
+    if x.ndim != 3:
+        raise TypeError(at(user_loc(), f"{what} expects an (H, W, C) image, got an array of rank {x.ndim}"))
+    return x
+
+
+def _hw(x: Traced):
+    return x._value.type.shape[0], x._value.type.shape[1]
+
+
+def _pair(size, what):
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        return int(size), int(size)
+    if isinstance(size, (tuple, list)) and len(size) in (1, 2) and all(isinstance(s, (int, np.integer)) for s in size):
+        return (int(size[0]), int(size[0])) if len(size) == 1 else (int(size[0]), int(size[1]))
+    raise UnsupportedError(at(user_loc(), f"{what}: size must be an int or a pair of static ints, got {size!r}"))
+
+
+def resize(img, size, interpolation: str = "bilinear", max_size: int | None = None, antialias: bool = True):
+    """torchvision ``resize``: an int ``size`` sets the shorter side (the longer one keeps the aspect ratio,
+    truncated as torchvision does; ``max_size`` caps it); a pair sets (height, width)."""
+    x = _image(img, "resize")
+    h, w = _hw(x)
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool) or (isinstance(size, (tuple, list))
+                                                                              and len(size) == 1):
+        s = int(size if not isinstance(size, (tuple, list)) else size[0])
+        if s <= 0:
+            raise ValueError(at(user_loc(), f"resize: size must be positive, got {s}"))
+        if max_size is not None and max_size <= s:
+            raise ValueError(at(user_loc(), f"resize: max_size = {max_size} must be strictly greater than the "
+                                            f"requested size for the smaller edge = {s}"))
+        m = -1 if max_size is None else int(max_size)
+        out_h = D.call("tv_resize_hw", h, w, s, m, 1)
+        out_w = D.call("tv_resize_hw", h, w, s, m, 0)
+    else:
+        if max_size is not None:
+            raise ValueError(at(user_loc(), "resize: max_size is only supported with an int size"))
+        out_h, out_w = _pair(size, "resize")
+        if out_h <= 0 or out_w <= 0:
+            raise ValueError(at(user_loc(), f"resize: sizes must be positive, got {(out_h, out_w)}"))
+    return _emit("image.resample", [x], {"mode": str(interpolation), "antialias": bool(antialias),
+                                         "out_h": out_h, "out_w": out_w, "top": 0, "left": 0,
+                                         "win_h": out_h, "win_w": out_w})
+
+
+def crop(img, top: int, left: int, height: int, width: int):
+    """torchvision ``crop``: the window at (top, left); parts outside the image are zero."""
+    x = _image(img, "crop")
+    for name, v in (("top", top), ("left", left), ("height", height), ("width", width)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise UnsupportedError(at(user_loc(), f"crop: {name} must be a static int"))
+    return _emit("image.crop_pad", [x], {"top": int(top), "left": int(left), "h": int(height), "w": int(width)})
+
+
+def center_crop(img, output_size):
+    """torchvision ``center_crop``: offsets ``round((H - h) / 2)``; a crop larger than the image is zero-padded."""
+    x = _image(img, "center_crop")
+    ch, cw = _pair(output_size, "center_crop")
+    h, w = _hw(x)
+    return _emit("image.crop_pad", [x], {"top": D.call("tv_crop_anchor", h, ch), "left": D.call("tv_crop_anchor", w, cw),
+                                         "h": ch, "w": cw})
+
+
+def horizontal_flip(img):
+    x = _image(img, "horizontal_flip")
+    return x[:, ::-1]
+
+
+def vertical_flip(img):
+    x = _image(img, "vertical_flip")
+    return x[::-1]
+
+
+_MAX = {np.dtype(np.uint8): 255, np.dtype(np.int8): 127, np.dtype(np.int16): 32767, np.dtype(np.uint16): 65535,
+        np.dtype(np.int32): 2 ** 31 - 1, np.dtype(np.int64): 2 ** 63 - 1}
+
+
+def to_dtype(img, dtype, scale: bool = False):
+    """torchvision ``to_dtype``; with ``scale=True`` integer → float multiplies by ``1 / max`` like torchvision."""
+    x = _traced(img)
+    dt = check_dtype(dtype)
+    if x.dtype == dt:
+        return x
+    if not scale:
+        return x.astype(dt)
+    if x.dtype.kind in "iu" and dt.kind == "f":
+        return x.astype(dt) * (1.0 / _MAX[x.dtype])
+    if x.dtype.kind == "f" and dt.kind == "f":
+        return x.astype(dt)
+    raise UnsupportedError(at(user_loc(), f"to_dtype(scale=True) from {x.dtype} to {dt} is not supported yet"))
+
+
+def normalize(img, mean, std):
+    """torchvision ``normalize`` on HWC: ``(x - mean) / std`` per channel, in the image's float dtype."""
+    x = _traced(img)
+    if x.dtype.kind != "f":
+        raise TypeError(at(user_loc(), f"normalize expects a float image, got {x.dtype} (use to_dtype first)"))
+    m = np.asarray(mean, dtype=x.dtype).reshape(-1)
+    s = np.asarray(std, dtype=x.dtype).reshape(-1)
+    if (s == 0).any():
+        raise ValueError(at(user_loc(), f"std evaluated to zero after conversion to {x.dtype}, leading to "
+                                        "division by zero."))
+    return (x - m) / s
+
+
+def to_chw(img):
+    """HWC → CHW (a layout change, folded into the final store)."""
+    x = _image(img, "to_chw")
+    return x.transpose(2, 0, 1)

@@ -1,0 +1,94 @@
+"""The ``image`` dialect: HWC image ops whose lowering is more than an index map.
+
+``image.resample`` resizes an (H, W, C) image to (out_h, out_w) exactly as torch's CPU ``interpolate`` does
+(separable passes, torch's weight tables and rounding; see ``prepjit.kernels.resample``) and keeps the window
+[top, top + win_h) × [left, left + win_w) of the result, zero outside — so a crop of a resize is one op and
+only the kept region is computed. ``image.crop_pad`` is a window of any image with zero fill (torchvision pads
+crops larger than the image).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from prepjit.errors import UnsupportedError, at
+from prepjit.ir import dims as D
+from prepjit.ir.core import Constraint, Inferred, OpDef, define
+from prepjit.ir.types import TensorType
+
+RESAMPLE_MODES = ("bilinear",)
+RESAMPLE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _window(x, top, left, h, w, fill=0):
+    """Zero-filled window of an array's first two axes (negative offsets and overhang allowed)."""
+    out = np.full((h, w) + x.shape[2:], fill, dtype=x.dtype)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, x.shape[0]), min(left + w, x.shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0 - top:y1 - top, x0 - left:x1 - left] = x[y0:y1, x0:x1]
+    return out
+
+
+def _resample_reference(x, mode, antialias, out_h, out_w, top, left, win_h, win_w):
+    from prepjit.kernels import resample
+
+    if x.dtype == np.uint8:
+        full = resample.resize_uint8_hwc(x, out_h, out_w, mode=mode, antialias=antialias)
+    else:
+        full = resample.resize_float_hwc(x, out_h, out_w, mode=mode, antialias=antialias)
+    return _window(np.asarray(full, dtype=x.dtype), top, left, win_h, win_w)
+
+
+def _resample_infer(types, attrs, loc):
+    (t,) = types
+    if t.rank != 3:
+        raise TypeError(at(loc, f"image.resample expects an (H, W, C) image, got rank {t.rank}"))
+    if t.dtype not in RESAMPLE_DTYPES:
+        raise UnsupportedError(at(loc, f"resize supports uint8, float32 and float64 images, got {t.dtype}"))
+    if attrs["mode"] not in RESAMPLE_MODES:
+        raise UnsupportedError(at(loc, f"resize mode {attrs['mode']!r} is not supported yet "
+                                       f"(supported: {', '.join(RESAMPLE_MODES)})"))
+    cons = [Constraint("gt", (t.shape[0], 0), "resize: the input image has height {0}; it must be at least 1", loc),
+            Constraint("gt", (t.shape[1], 0), "resize: the input image has width {0}; it must be at least 1", loc),
+            Constraint("gt", (attrs["out_h"], 0), "resize: output height {0} must be at least 1", loc),
+            Constraint("gt", (attrs["out_w"], 0), "resize: output width {0} must be at least 1", loc)]
+    return Inferred([TensorType(t.dtype, (attrs["win_h"], attrs["win_w"], t.shape[2]))], cons)
+
+
+def _crop_pad_infer(types, attrs, loc):
+    (t,) = types
+    if t.rank < 2:
+        raise TypeError(at(loc, f"crop expects an image with at least 2 dimensions, got rank {t.rank}"))
+    cons = [Constraint("ge", (attrs["h"], 0), "crop height {0} must be >= 0", loc),
+            Constraint("ge", (attrs["w"], 0), "crop width {0} must be >= 0", loc)]
+    return Inferred([TensorType(t.dtype, (attrs["h"], attrs["w"]) + t.shape[2:])], cons)
+
+
+define(OpDef("image.resample", 1, ("mode", "antialias", "out_h", "out_w", "top", "left", "win_h", "win_w"),
+             frozenset({"image"}), _resample_infer, _resample_reference))
+define(OpDef("image.crop_pad", 1, ("top", "left", "h", "w"), frozenset({"image", "layout"}), _crop_pad_infer,
+             lambda x, top, left, h, w: _window(x, top, left, h, w)))
+
+
+
+# -- torchvision's size rules, as named dim functions (evaluated by the call prologue) -----------------------
+def tv_resize_hw(h: int, w: int, size: int, max_size: int, want_h: int) -> int:
+    """torchvision v2 ``Resize(size)`` with an int size: the shorter side becomes ``size`` (float maths and
+    ``int()`` truncation exactly as torchvision's ``_compute_resized_output_size``); ``max_size < 0`` = None."""
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    if max_size >= 0 and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    return new_h if want_h else new_w
+
+
+def tv_crop_anchor(img: int, crop: int) -> int:
+    """torchvision v2 ``center_crop`` offset along one axis; negative = zero padding before the image."""
+    if crop > img:
+        return -((crop - img) // 2)
+    return int(round((img - crop) / 2.0))
+
+
+D.register_call("tv_resize_hw", tv_resize_hw)
+D.register_call("tv_crop_anchor", tv_crop_anchor)

@@ -1,0 +1,152 @@
+"""Lowering rules for the ``image`` dialect.
+
+``image.crop_pad`` is an index map with a bounds test (zero outside). ``image.resample`` lowers to torch's two
+separable passes inside the consuming kernel: a *fill* loop nest writes the horizontal pass — only for the
+window's columns — into a scratch buffer of the intermediate dtype (uint8 for uint8 images: torch rounds and
+clamps between the passes), and the vertical pass is an expression (a fold over the taps) evaluated per output
+element, so resize → crop → to_dtype → normalize → to_chw is one kernel with no full-size intermediate.
+Weight tables come from ``prepjit.kernels.resample`` (the spec), built by the call prologue and cached by size.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from prepjit.ir import dims as D
+from prepjit.ir.image import RESAMPLE_MODES
+from prepjit.kernels.layout import index_map
+from prepjit.lowering.loop_ir import (
+    BOOL, Cond, For, Load, Reduce, Store, Var, cast, const, iadd, idx, prim, select,
+)
+
+I32 = np.dtype(np.int32)
+_PATHS = ("uint8", "float32", "float64")
+
+
+# -- weight tables (evaluated by the prologue; ints in, arrays out) ----------------------------------------------
+@lru_cache(maxsize=4096)
+def _table(in_size, out_size, mode, antialias, path):
+    from prepjit.kernels.resample import resize_weights
+
+    t = resize_weights(int(in_size), int(out_size), RESAMPLE_MODES[mode], bool(antialias), _PATHS[path])
+    weights = t.weights.astype(np.int32) if path == 0 else t.weights
+    return (np.ascontiguousarray(t.size, np.int64), np.ascontiguousarray(t.index, np.int64),
+            np.ascontiguousarray(weights), int(t.precision or 0))
+
+
+def rs_size(*a):
+    return _table(*a)[0]
+
+
+def rs_index(*a):
+    return _table(*a)[1]
+
+
+def rs_weights(*a):
+    return _table(*a)[2]
+
+
+def rs_taps(*a):
+    return int(_table(*a)[1].shape[1])
+
+
+def rs_precision(*a):
+    return _table(*a)[3]
+
+
+D.register_call("rs_taps", rs_taps)
+D.register_call("rs_precision", rs_precision)
+
+
+# -- crop_pad ---------------------------------------------------------------------------------------------------
+def _inside(i, lo_expr, n_expr):
+    """0 <= i < n as a loop-IR condition."""
+    return prim("and", prim("ge", i, idx(0), dtype=BOOL), prim("lt", i, n_expr, dtype=BOOL))
+
+
+@index_map("image.crop_pad")
+def _crop_pad(ctx, op, out_idx):
+    x = op.operands[0]
+    h, w = x.type.shape[0], x.type.shape[1]
+    y = iadd(out_idx[0], ctx.dim(op.attrs["top"]))
+    c = iadd(out_idx[1], ctx.dim(op.attrs["left"]))
+    valid = prim("and", _inside(y, 0, ctx.dim(h)), _inside(c, 0, ctx.dim(w)))
+    dt = op.result.type.dtype
+    inner = ctx.convert(ctx.emit(x, [y, c, *out_idx[2:]]), dt)
+    return Cond(valid, inner, const(0, dt), dt)  # lazy: the load happens only inside the image
+
+
+# -- resample -----------------------------------------------------------------------------------------------------
+def _clamp(i, hi_expr):
+    """min(max(i, 0), hi - 1) on int64 indices."""
+    return prim("min", prim("max", i, idx(0)), prim("sub", hi_expr, idx(1)))
+
+
+class _AxisTables:
+    def __init__(self, ctx, in_dim, out_dim, mode, antialias, path, wdtype):
+        args = (in_dim, out_dim, mode, int(antialias), path)
+        taps = D.call("rs_taps", *args)
+        self.size = ctx.table(rs_size, args, np.dtype(np.int64), (out_dim,))
+        self.index = ctx.table(rs_index, args, np.dtype(np.int64), (out_dim, taps))
+        self.weights = ctx.table(rs_weights, args, wdtype, (out_dim, taps))
+        self.precision = ctx.dim(D.call("rs_precision", *args))
+        self.strides = (ctx.dim(taps), idx(1))
+
+    def load(self, buf, i, k=None):
+        if k is None:
+            return Load(buf.name, (i,), (idx(1),), buf.dtype)
+        return Load(buf.name, (i, k), self.strides, buf.dtype)
+
+
+@index_map("image.resample")
+def _resample(ctx, op, out_idx):
+    x = op.operands[0]
+    a = op.attrs
+    h, w, c = x.type.shape
+    dt = x.type.dtype
+    path = _PATHS.index(str(dt))
+    mode = RESAMPLE_MODES.index(a["mode"])
+    acc_dt = I32 if path == 0 else dt
+    state = ctx.state.get(op)
+    if state is None:
+        # Once per kernel: weight tables and the horizontal pass into a scratch buffer (window columns only).
+        xt = _AxisTables(ctx, w, a["out_w"], mode, a["antialias"], path, acc_dt)
+        yt = _AxisTables(ctx, h, a["out_h"], mode, a["antialias"], path, acc_dt)
+        win_w = a["win_w"]
+        scratch = ctx.scratch(dt, (h, win_w, c))
+        n = len(ctx.state)
+        fr, fx, fc, fk = (Var(f"rs{n}_{s}") for s in ("row", "col", "ch", "tap"))
+        cc = _clamp(iadd(fx, ctx.dim(a["left"])), ctx.dim(a["out_w"]))
+        src = ctx.convert(ctx.emit(x, [fr, xt.load(xt.index, cc, fk), fc]), dt)
+        term = prim("mul", cast(src, acc_dt), xt.load(xt.weights, cc, fk))
+        total = Reduce(fk.name, xt.load(xt.size, cc), term, _acc_init(xt, acc_dt), "add", acc_dt)
+        store = Store(scratch.name, (fr, fx, fc), ctx.strides(scratch), _finish(total, xt, dt))
+        ctx.pre.append(For(fr.name, ctx.dim(h), (For(fx.name, ctx.dim(win_w), (For(fc.name, ctx.dim(c), (store,)),)),)))
+        state = ctx.state[op] = (yt, scratch, n)
+    yt, scratch, n = state
+    y_out, x_out, ch = out_idx
+    r = iadd(y_out, ctx.dim(a["top"]))
+    col = iadd(x_out, ctx.dim(a["left"]))
+    out_h, out_w = ctx.dim(a["out_h"]), ctx.dim(a["out_w"])
+    rr = _clamp(r, out_h)
+    k = Var(f"rs{n}_vtap")
+    row = yt.load(yt.index, rr, k)
+    term = prim("mul", cast(Load(scratch.name, (row, x_out, ch), ctx.strides(scratch), dt), acc_dt),
+                yt.load(yt.weights, rr, k))
+    total = Reduce(k.name, yt.load(yt.size, rr), term, _acc_init(yt, acc_dt), "add", acc_dt)
+    valid = prim("and", _inside(r, 0, out_h), _inside(col, 0, out_w))
+    return select(valid, _finish(total, yt, dt), const(0, dt))
+
+
+def _acc_init(t: _AxisTables, acc_dt):
+    if acc_dt == I32:  # the +0.5 of round-half-up in fixed point: 1 << (precision - 1)
+        return prim("shl", const(1, I32), cast(prim("sub", t.precision, idx(1)), I32))
+    return const(0, acc_dt)
+
+
+def _finish(acc, t: _AxisTables, dt):
+    if dt == np.uint8:  # arithmetic shift (floor), then saturate to [0, 255]
+        v = prim("shr", acc, cast(t.precision, I32))
+        return cast(prim("min", prim("max", v, const(0, I32)), const(255, I32)), dt)
+    return cast(acc, dt)

@@ -1,0 +1,163 @@
+"""Image ops inside @jit_preprocess, against torch's own ops (the torchvision v2 sequence on uint8 tensors)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import prepjit as pj
+from prepjit import image as I
+from prepjit.ir.image import tv_crop_anchor, tv_resize_hw
+
+skdata = pytest.importorskip("skimage.data")
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+@pj.jit_preprocess
+def eval_tf(img):
+    x = I.resize(img, 256, antialias=True)
+    x = I.center_crop(x, 224)
+    x = I.to_dtype(x, np.float32, scale=True)
+    x = I.normalize(x, MEAN, STD)
+    return I.to_chw(x)
+
+
+def _torch_resize(img, oh, ow, antialias=True):
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    t = t.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(t, size=(oh, ow), mode="bilinear", antialias=antialias, align_corners=False)[0]
+
+
+def _torch_center_crop(t, ch, cw):
+    """torchvision v2 center_crop on a CHW tensor: zero padding when the crop is larger, then slicing."""
+    h, w = t.shape[-2:]
+    if ch > h or cw > w:
+        pad = [(cw - w) // 2 if cw > w else 0, (cw - w + 1) // 2 if cw > w else 0,
+               (ch - h) // 2 if ch > h else 0, (ch - h + 1) // 2 if ch > h else 0]
+        t = F.pad(t, pad, value=0)
+        h, w = t.shape[-2:]
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return t[..., top:top + ch, left:left + cw]
+
+
+def torch_eval(img, size=256, crop=224):
+    h, w = img.shape[:2]
+    r = _torch_resize(img, tv_resize_hw(h, w, size, -1, 1), tv_resize_hw(h, w, size, -1, 0))
+    r = _torch_center_crop(r, crop, crop)
+    f = r.to(torch.float32).mul_(1.0 / 255)
+    return ((f - torch.tensor(MEAN).view(-1, 1, 1)) / torch.tensor(STD).view(-1, 1, 1)).numpy()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
+def test_eval_pipeline_matches_torch_on_photos(name):
+    img = getattr(skdata, name)()
+    out = eval_tf(img)
+    assert out.shape == (3, 224, 224) and out.dtype == np.float32
+    np.testing.assert_allclose(out, torch_eval(img), rtol=0, atol=1e-5)
+    assert eval_tf.stats["compiles"] <= 1  # shape-generic: every photo size shares one compilation
+
+
+def test_eval_pipeline_is_one_kernel():
+    eval_tf(np.zeros((20, 30, 3), np.uint8))
+    lowered = eval_tf.ir("lowered")
+    assert lowered.count("kernel.func") == 1
+    assert "image.resample" in eval_tf.ir("optimized") and "image.crop_pad" not in eval_tf.ir("optimized")
+
+
+@pj.jit_preprocess
+def resize_only(img):
+    return I.resize(img, 256, antialias=True)
+
+
+@pj.jit_preprocess
+def resize_noaa(img):
+    return I.resize(img, (37, 53), antialias=False)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "camera"])
+def test_uint8_resize_bit_identical_to_torch(name):
+    img = getattr(skdata, name)()
+    if img.ndim == 2:
+        img = img[:, :, None]
+    h, w = img.shape[:2]
+    got = resize_only(img)
+    want = _torch_resize(img, tv_resize_hw(h, w, 256, -1, 1), tv_resize_hw(h, w, 256, -1, 0)).permute(1, 2, 0)
+    np.testing.assert_array_equal(got, want.numpy())
+    np.testing.assert_array_equal(resize_noaa(img), _torch_resize(img, 37, 53, False).permute(1, 2, 0).numpy())
+
+
+@given(h=st.integers(1, 48), w=st.integers(1, 48), oh=st.integers(1, 48), ow=st.integers(1, 48),
+       c=st.sampled_from([1, 3, 4]), aa=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_uint8_resize_random_sizes(h, w, oh, ow, c, aa, seed):
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+    fn = _sized(oh, ow, aa)
+    np.testing.assert_array_equal(fn(img), _torch_resize(img, oh, ow, aa).permute(1, 2, 0).numpy())
+
+
+_SIZED: dict = {}
+
+
+def _sized(oh, ow, aa):
+    key = (oh, ow, aa)
+    if key not in _SIZED:
+        _SIZED[key] = pj.jit_preprocess(lambda img: I.resize(img, (oh, ow), antialias=aa))
+    return _SIZED[key]
+
+
+@given(h=st.integers(1, 40), w=st.integers(1, 40), crop=st.integers(1, 60), seed=st.integers(0, 999))
+def test_center_crop_pads_like_torchvision(h, w, crop, seed):
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    got = _cropper(crop)(img)
+    want = _torch_center_crop(torch.from_numpy(img).permute(2, 0, 1), crop, crop).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+_CROPS: dict = {}
+
+
+def _cropper(crop):
+    if crop not in _CROPS:
+        _CROPS[crop] = pj.jit_preprocess(lambda img: I.center_crop(img, crop))
+    return _CROPS[crop]
+
+
+def test_small_and_extreme_images_through_the_whole_pipeline():
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 3), (1, 500, 3), (700, 2, 3), (224, 224, 3), (3, 1000, 3)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_allclose(eval_tf(img), torch_eval(img), rtol=0, atol=1e-5)
+
+
+def test_float_resize_within_1e5_of_torch():
+    img = skdata.astronaut().astype(np.float32) / 255
+    got = resize_only(img)
+    want = _torch_resize(img, 256, 256).permute(1, 2, 0).numpy()
+    assert np.abs(got - want).max() <= 1e-5
+
+
+def test_flips_crop_and_numeric_mix():
+    @pj.jit_preprocess
+    def f(img):
+        x = I.horizontal_flip(I.vertical_flip(img))
+        x = I.crop(x, -2, 3, 10, 12)
+        return I.to_dtype(x, np.float32, scale=True) * 2 - 1
+
+    img = np.random.default_rng(1).integers(0, 256, (9, 14, 3), dtype=np.uint8)
+    t = torch.from_numpy(img[::-1, ::-1].copy()).permute(2, 0, 1)
+    win = torch.zeros(3, 10, 12, dtype=torch.uint8)
+    win[:, 2:, :11] = t[:, 0:8, 3:14]  # rows -2..-1 and column 14 lie outside: zero
+    want = (win.to(torch.float32).mul_(1.0 / 255) * 2 - 1).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(f(img), want)
+
+
+def test_bad_images_raise_type_errors():
+    with pytest.raises(TypeError, match="expects an \\(H, W, C\\) image"):
+        eval_tf(np.zeros((10, 10), np.uint8))
+    with pytest.raises(pj.UnsupportedError, match="resize supports uint8"):
+        resize_only(np.zeros((4, 4, 3), np.int32))
+    with pytest.raises(ValueError, match="height 0"):
+        resize_only(np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(TypeError, match="normalize expects a float image"):
+        pj.jit_preprocess(lambda img: I.normalize(img, MEAN, STD))(np.zeros((2, 2, 3), np.uint8))
