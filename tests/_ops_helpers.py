@@ -5,7 +5,7 @@ arrays and compares structure, dtypes, shapes and values. Values must be equal b
 signed zeros distinguished) unless a looser comparison is asked for:
 
 * ``ulp=n``: floats within ``n`` units in the last place (transcendental functions); NaN must match NaN, infs
-  and zeros (with their sign) exactly.
+  and zeros (with their sign) exactly. ``ulp_dtype``: count the ULPs of this (narrower) dtype.
 * ``sum_tol=(mag, c)``: float sums and means, which prepjit accumulates in float64 while NumPy uses pairwise
   summation in the result dtype: |got - want| <= c * eps * mag, ``mag`` the sum (for a mean, the mean) of
   |x| over the reduced axes (``magnitude()``).
@@ -171,7 +171,7 @@ def _fmt(x):
     return np.array2string(np.asarray(x), threshold=40, floatmode="unique")
 
 
-def assert_leaf(got, want, what="", ulp=None, sum_tol=None, prod_tol=None, zero_sign=True):
+def assert_leaf(got, want, what="", ulp=None, ulp_dtype=None, sum_tol=None, prod_tol=None, zero_sign=True):
     want = np.asarray(want)
     assert isinstance(got, np.ndarray), f"{what}: prepjit returned {type(got).__name__}, not an ndarray"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != numpy's {want.dtype}"
@@ -182,6 +182,8 @@ def assert_leaf(got, want, what="", ulp=None, sum_tol=None, prod_tol=None, zero_
             raise AssertionError(f"{what}: values differ at {np.argwhere(bad)[:5].tolist()}:\n"
                                  f"prepjit {_fmt(got[bad])}\nnumpy   {_fmt(want[bad])}")
         return
+    if ulp is not None and ulp_dtype is not None:  # count ULPs of the precision the values were computed in
+        got, want = got.astype(ulp_dtype), want.astype(ulp_dtype)
     gn, wn = np.isnan(got), np.isnan(want)
     bad = gn != wn
     fin = ~(gn | wn)

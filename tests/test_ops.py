@@ -16,7 +16,7 @@ from _ops_helpers import (
     dtypes, elements_for, examples, float_dtypes, jit, magnitude, numpy_outcome, random_values, reference, shapes,
     special_values,
 )
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -44,7 +44,7 @@ def _expect_same_error(fn, args, err):
     """NumPy raised ``err`` (or produced a dtype prepjit lacks, ``err == "unsupported"``): prepjit must raise too."""
     jf = jit(fn)
     want = pj.UnsupportedError if err == "unsupported" else builtin_error(err)
-    with pytest.raises(want):
+    with pytest.raises(want, match=r"test_ops\.py:\d+: "):  # names the line of the user's function
         jf(*args)
 
 
@@ -83,11 +83,10 @@ def test_unary_errors_match_numpy(op):
         r = numpy_outcome(op, _zero(dt))
         if r != "ok":
             _expect_same_error(f, [np.zeros(3, dt)], r)
-            jit(f)._execs.clear()
 
 
-def test_transcendental_float32_dense():
-    """Every transcendental on a dense sweep of float32 values, within a few ULP of NumPy."""
+def test_transcendental_dense_sweep():
+    """Every transcendental on a dense sweep of float32 and float64 values, within a few ULP of NumPy."""
     x = np.concatenate([np.linspace(-110, 110, 3001), np.geomspace(1e-38, 3e38, 3001),
                         -np.geomspace(1e-38, 1, 1001), np.linspace(-1, 1, 2001)]).astype(np.float32)
     ops = tuple(o for o in UNARY_UFUNCS if NAMES[o] in TRANSCENDENTAL)
@@ -126,7 +125,8 @@ def test_binary_ufuncs(xy):
 @examples(20)
 def test_binary_ufuncs_same_dtype(xy):
     x, y = xy
-    y = y.astype(x.dtype)
+    with np.errstate(all="ignore"):
+        y = y.astype(x.dtype)
     ops = _binary_ops(_zero(x.dtype), _zero(y.dtype))
     check(_binary_fn(ops).fn, x, y, key=("binary", ops), what=f"binary {x.dtype}", modes=_modes(ops))
 
@@ -161,7 +161,6 @@ def test_binary_errors_match_numpy(op):
             r = numpy_outcome(op, _zero(da), _zero(db))
             if r != "ok":
                 _expect_same_error(f, [np.zeros(2, da), np.zeros(2, db)], r)
-                jit(f)._execs.clear()
 
 
 # -- Python scalars (NEP 50) --------------------------------------------------------------------------------
@@ -576,9 +575,12 @@ def chain(x, y):
 
 
 @given(x=any_array(st.sampled_from(FLOATS + INTS + [BOOL])))
+@example(x=np.array(-0.25, np.float32))  # log1p(1.625) is 1 float32 ULP from NumPy's
 @SETTINGS
 def test_feat(x):
-    check(feat, x, ulp=ULP + 1)
+    # the float64 result of a float32 input is a float32 log1p(...) * sign(...) plus exactly 0 or 1: count its
+    # ULPs in float32
+    check(feat, x, ulp=ULP + 1, ulp_dtype=np.float32 if x.dtype == np.float32 else None)
 
 
 @given(x=any_array(FLOATS[0], shape=shapes(min_dims=1), elements=elements_for(np.float32, bound=1e6)))
