@@ -108,6 +108,76 @@ class JitFunction:
             out = _to_torch(out, args)
         return out
 
+    def batch(self, *columns, threads: int | None = None):
+        """Run on N samples: one list per argument (``fn.batch(imgs)``, ``fn.batch(col0, col1)``).
+
+        Samples may differ in size (ragged images); their outputs must agree in shape and are stacked into
+        arrays with a leading N axis (same structure as a single call). Samples are split over ``threads``
+        worker threads (default: the CPUs this process may use) running native code in parallel. Errors name
+        the sample index; a bad sample raises without touching the other outputs' memory safety.
+        """
+        from prepjit.runtime.threads import available_cpus, pool
+
+        if len(columns) != self._nargs:
+            raise TypeError(f"{self.name}.batch() takes {self._nargs} column(s) (one list per argument), "
+                            f"got {len(columns)}")
+        cols = []
+        for name, c in zip(self.arg_names, columns):
+            if isinstance(c, np.ndarray) or _is_torch_tensor(c):
+                c = list(c)  # a stacked array: its rows are the samples
+            elif not isinstance(c, (list, tuple)):
+                raise TypeError(f"{self.name}.batch(): argument {name!r} must be a list of samples, got "
+                                f"{type(c).__name__}")
+            cols.append(c)
+        n = len(cols[0])
+        if any(len(c) != n for c in cols):
+            raise ValueError(f"{self.name}.batch(): columns have different lengths {[len(c) for c in cols]}")
+        if n == 0:
+            raise ValueError(f"{self.name}.batch(): empty batch")
+        torch_out = any(_is_torch_tensor(c[0]) for c in cols)
+
+        def sample(i):
+            try:
+                return [a if type(a) is np.ndarray else self._to_numpy(a, j) for j, a in enumerate(c[i] for c in cols)]
+            except TypeError as e:
+                raise TypeError(f"sample {i}: {e}") from None
+
+        def run_one(i, out):
+            arrays = sample(i)
+            key = tuple((a.dtype, a.ndim) for a in arrays)
+            exe = self._execs.get(key) or self._specialize(arrays, key)
+            exe.run(*arrays, _out=out)
+
+        first = self.__call__(*sample(0))
+        leaves, rebuild = _flatten(first)
+        if torch_out:
+            leaves = [np.asarray(x) for x in leaves]
+        outs = [np.empty((n,) + np.shape(x), np.asarray(x).dtype) for x in leaves]
+        for o, x in zip(outs, leaves):
+            o[0] = x
+        workers = max(1, min(threads or available_cpus(), n - 1))
+        chunks = [range(1 + k * (n - 1) // workers, 1 + (k + 1) * (n - 1) // workers) for k in range(workers)]
+
+        def work(chunk):
+            for i in chunk:
+                try:
+                    run_one(i, [o[i, ...] for o in outs])  # [i, ...]: a view even for 0-d outputs
+                except (TypeError, ValueError, IndexError) as e:
+                    raise type(e)(f"{self.name}.batch(): sample {i}: {e}") from None
+            return True
+
+        if workers == 1 or n <= 2:
+            for c in chunks:
+                work(c)
+        else:
+            futures = [pool(workers).submit(work, c) for c in chunks]
+            errors = [f.exception() for f in futures]
+            for e in errors:
+                if e is not None:
+                    raise e
+        result = rebuild(outs)
+        return _to_torch(result, ()) if torch_out else result
+
     def _bind(self, args, kwargs):
         try:
             bound = self._sig.bind(*args, **kwargs)
@@ -281,6 +351,17 @@ class _nullcontext:
 
     def __exit__(self, *exc):
         return False
+
+
+def _flatten(out):
+    """Output structure → (leaves, rebuild(leaves))."""
+    if isinstance(out, dict):
+        keys = list(out)
+        return [out[k] for k in keys], lambda xs: dict(zip(keys, xs))
+    if isinstance(out, (tuple, list)):
+        kind = type(out)
+        return list(out), lambda xs: kind(xs)
+    return [out], lambda xs: xs[0]
 
 
 def _to_torch(out, args):

@@ -161,3 +161,35 @@ def test_bad_images_raise_type_errors():
         resize_only(np.zeros((0, 4, 3), np.uint8))
     with pytest.raises(TypeError, match="normalize expects a float image"):
         pj.jit_preprocess(lambda img: I.normalize(img, MEAN, STD))(np.zeros((2, 2, 3), np.uint8))
+
+
+def test_batch_ragged_images_threads_and_errors():
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8)
+            for h, w in rng.integers(1, 300, size=(9, 2))] + [skdata.astronaut()]
+    one = eval_tf.batch(imgs, threads=1)
+    two = eval_tf.batch(imgs, threads=2)
+    assert one.shape == (10, 3, 224, 224) and one.dtype == np.float32
+    np.testing.assert_array_equal(one, two)
+    for i, img in enumerate(imgs):
+        np.testing.assert_array_equal(one[i], eval_tf(img))
+    np.testing.assert_allclose(one[-1], torch_eval(imgs[-1]), rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match=r"sample 2: .*must be a numpy.ndarray"):
+        eval_tf.batch(imgs[:2] + [[1, 2, 3]] + imgs[2:])
+    bad = pj.jit_preprocess(lambda x: x * 2)
+    with pytest.raises(ValueError, match=r"sample 1: output 0"):  # ragged outputs cannot be stacked
+        bad.batch([np.ones(3), np.ones(4)])
+    with pytest.raises(ValueError, match="empty batch"):
+        eval_tf.batch([])
+
+
+def test_batch_multi_input_and_torch():
+    f = pj.jit_preprocess(lambda img, scale: (I.to_dtype(img, np.float32, scale=True) * scale, scale + 1))
+    imgs = [np.full((2, 3, 3), k, np.uint8) for k in range(5)]
+    scales = [np.float32(k) for k in range(5)]
+    a, b = f.batch(imgs, [np.asarray(s) for s in scales])
+    assert a.shape == (5, 2, 3, 3) and b.shape == (5,)
+    for k in range(5):
+        np.testing.assert_array_equal(a[k], f(imgs[k], np.asarray(scales[k]))[0])
+    t = eval_tf.batch([torch.from_numpy(skdata.coffee())])
+    assert isinstance(t, torch.Tensor) and tuple(t.shape) == (1, 3, 224, 224)

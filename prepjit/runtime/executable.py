@@ -52,7 +52,7 @@ class Executable:
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
         params = [f"a{k}" for k in range(len(prog.inputs))]
         env.update(D.CALLS)  # named size rules used by dim expressions
-        lines.append(f"def run({', '.join(params)}):")
+        lines.append(f"def run({', '.join(params + ['_out=None'])}):")
         # sizes of inputs; static dims are part of the specialization and are checked here
         for k, t in enumerate(prog.inputs):
             a = f"a{k}"
@@ -79,6 +79,10 @@ class Executable:
                 lines.append(f"    {name} = {'a%d' % b.arg}.strides[{j}] // {b.dtype.itemsize}")
             elif not (isinstance(d, D.Dim) and d.op == "sym"):
                 lines.append(f"    {name} = {D.to_py(d)}")
+        first_leaf: dict = {}
+        for k, (kind, ref) in enumerate(prog.outputs):
+            if kind == "buf" and prog.buffers[ref].kind == "output":
+                first_leaf.setdefault(ref, k)
         ptrs = []
         for b in prog.buffers.values():
             if b.kind == "input":
@@ -94,7 +98,18 @@ class Executable:
             else:
                 env[f"_dt_{b.name}"] = b.dtype
                 shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
-                lines.append(f"    {b.name} = _np.empty({shape}, _dt_{b.name})")
+                if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
+                    k = first_leaf[b.name]
+                    env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
+                    lines.append(f"    _shp = {shape}")
+                    lines.append(f"    if _out is None: {b.name} = _np.empty(_shp, _dt_{b.name})")
+                    lines.append("    else:")
+                    lines.append(f"        {b.name} = _out[{k}]")
+                    lines.append(f"        if {b.name}.shape != _shp or {b.name}.dtype != _dt_{b.name} or not "
+                                 f"{b.name}.flags.c_contiguous: raise ValueError(_outmsg{k}.format(_shp, "
+                                 f"({b.name}.dtype, {b.name}.shape)))")
+                else:
+                    lines.append(f"    {b.name} = _np.empty({shape}, _dt_{b.name})")
                 ptrs.append(f"{b.name}.ctypes.data")
         if prog.kernels:
             slot_values = ptrs + list(prog.params)
@@ -107,6 +122,12 @@ class Executable:
                 outs.append(f"_{ref}.copy()")
             else:
                 outs.append(ref)
+        copies = [(k, o) for k, o in enumerate(outs) if first_leaf.get(prog.outputs[k][1]) != k
+                  or prog.outputs[k][0] != "buf"]
+        lines.append("    if _out is not None:")
+        for k, o in copies:
+            lines.append(f"        _out[{k}][...] = {o}")
+        lines.append("        return None")
         tree = prog.tree
         if tree == "single":
             lines.append(f"    return {outs[0]}")
