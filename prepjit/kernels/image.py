@@ -1,10 +1,11 @@
 """Lowering rules for the ``image`` dialect.
 
 ``image.crop_pad`` is an index map with a bounds test (zero outside). ``image.resample`` lowers to torch's two
-separable passes inside the consuming kernel: a *fill* loop nest writes the horizontal pass — only for the
-window's columns — into a scratch buffer of the intermediate dtype (uint8 for uint8 images: torch rounds and
-clamps between the passes), and the vertical pass is an expression (a fold over the taps) evaluated per output
-element, so resize → crop → to_dtype → normalize → to_chw is one kernel with no full-size intermediate.
+separable passes inside the consuming kernel, as loop nests that run before its main nest: the horizontal pass
+— only for the window's columns — into a scratch buffer of the intermediate dtype (uint8 for uint8 images:
+torch rounds and clamps between the passes), then the vertical pass row by row into a window-sized buffer that
+the main nest reads; so resize → crop → to_dtype → normalize → to_chw is one kernel with no full-size
+intermediate.
 Weight tables come from ``prepjit.kernels.resample`` (the spec), built by the call prologue and cached by size.
 """
 from __future__ import annotations
