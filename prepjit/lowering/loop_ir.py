@@ -18,7 +18,7 @@ Primitives (operands already of the result dtype unless noted):
   and or xor not        bitwise on ints, logical on bool
   shl shr               integer shifts (shr is arithmetic for signed ints); the shift amount is in range
   select                eager choice select(c, a, b); both sides are always safe to evaluate
-  cast                  to the node's dtype: to bool is ``!= 0``; float→int truncates (saturating when out of range)
+  cast                  to the node's dtype: to bool is ``!= 0``; float→int follows x86-64 C casts (what NumPy does)
   floor ceil trunc rint sqrt copysign
   exp expm1 log log1p log2 log10 tanh     float math (vectorizable implementations)
   isnan                 float → bool
