@@ -126,27 +126,38 @@ class LLVMRenderer:
         for s in stmts:
             getattr(self, "stmt_" + type(s).__name__)(s)
 
-    def stmt_For(self, s: For):
+    def _counted_loop(self, var: str, extent, body, carried=None):
+        """``for var in [0, extent)``. ``body()`` renders the loop body in a new scope; with ``carried =
+        (type, initial value)`` it returns the carried value's next value, and the loop returns the final one."""
         b = self.builder
-        n = self.expr(s.extent)
+        n = self.expr(extent)
         pre = b.block
-        header = b.append_basic_block(f"{s.var}.header")
-        body = b.append_basic_block(f"{s.var}.body")
-        exit_ = b.append_basic_block(f"{s.var}.exit")
+        header = b.append_basic_block(f"{var}.header")
+        body_block = b.append_basic_block(f"{var}.body")
+        exit_ = b.append_basic_block(f"{var}.exit")
         b.branch(header)
         b.position_at_end(header)
-        i = b.phi(I64T, name=s.var)
+        i = b.phi(I64T, name=var)
         i.add_incoming(ir.Constant(I64T, 0), pre)
-        b.cbranch(b.icmp_signed("<", i, n), body, exit_)
-        b.position_at_end(body)
-        self.env[("var", s.var)] = i
+        acc = None
+        if carried is not None:
+            acc = b.phi(carried[0], name=f"{var}.acc")
+            acc.add_incoming(carried[1], pre)
+        b.cbranch(b.icmp_signed("<", i, n), body_block, exit_)
+        b.position_at_end(body_block)
+        self.env[("var", var)] = i
         self.scopes.append({})
-        self.stmts(s.body)
+        nxt = body(acc)
         self.scopes.pop()
-        nxt = b.add(i, ir.Constant(I64T, 1), name=f"{s.var}.next", flags=("nuw", "nsw"))
-        i.add_incoming(nxt, b.block)
+        i.add_incoming(b.add(i, ir.Constant(I64T, 1), name=f"{var}.next", flags=("nuw", "nsw")), b.block)
+        if acc is not None:
+            acc.add_incoming(nxt, b.block)
         b.branch(header)
         b.position_at_end(exit_)
+        return acc
+
+    def stmt_For(self, s: For):
+        self._counted_loop(s.var, s.extent, lambda _: self.stmts(s.body))
 
     def stmt_If(self, s: If):
         b = self.builder
@@ -233,31 +244,13 @@ class LLVMRenderer:
         raise CompileError(f"cannot render {e!r}")
 
     def _reduce(self, e: Reduce):
-        b = self.builder
-        n = self.expr(e.extent)
         init = self.expr(e.init)
-        pre = b.block
-        header = b.append_basic_block(f"{e.var}.fold")
-        body = b.append_basic_block(f"{e.var}.fold.body")
-        exit_ = b.append_basic_block(f"{e.var}.fold.exit")
-        b.branch(header)
-        b.position_at_end(header)
-        i = b.phi(I64T, name=e.var)
-        acc = b.phi(reg_type(e.dtype), name=f"{e.var}.acc")
-        i.add_incoming(ir.Constant(I64T, 0), pre)
-        acc.add_incoming(init, pre)
-        b.cbranch(b.icmp_signed("<", i, n), body, exit_)
-        b.position_at_end(body)
-        self.env[("var", e.var)] = i
-        self.scopes.append({})
-        v = self.expr(e.body)
-        nxt = self._prim(Prim(e.op, (_Raw(acc, e.dtype), _Raw(v, e.dtype)), e.dtype))
-        self.scopes.pop()
-        i.add_incoming(b.add(i, ir.Constant(I64T, 1), flags=("nuw", "nsw")), b.block)
-        acc.add_incoming(nxt, b.block)
-        b.branch(header)
-        b.position_at_end(exit_)
-        return acc
+
+        def body(acc):
+            v = self.expr(e.body)
+            return self._prim(Prim(e.op, (_Raw(acc, e.dtype), _Raw(v, e.dtype)), e.dtype))
+
+        return self._counted_loop(e.var, e.extent, body, carried=(reg_type(e.dtype), init))
 
     def _cond(self, e: Cond):
         b = self.builder
