@@ -8,6 +8,7 @@ microseconds of Python.
 from __future__ import annotations
 
 import ctypes
+import threading
 
 import numpy as np
 
@@ -35,6 +36,23 @@ def _ifone(c, a, b):
     return a if c == 1 else b
 
 
+_thread_temps = threading.local()
+
+
+def _temp(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A scratch array for the current thread, reused across calls (grown when a call needs more)."""
+    cache = getattr(_thread_temps, "arrays", None)
+    if cache is None:
+        cache = _thread_temps.arrays = {}
+    n = 1
+    for d in shape:
+        n *= d
+    buf = cache.get((name, dtype))
+    if buf is None or buf.size < n:
+        buf = cache[(name, dtype)] = np.empty(max(n, 1), dtype)
+    return buf[:n].reshape(shape)
+
+
 class Executable:
     """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure."""
 
@@ -46,7 +64,7 @@ class Executable:
     @staticmethod
     def _build(prog: Program, native, arg_names, spec_text):
         lines: list[str] = []
-        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone,
+        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp,
                      "_native": native.cfunc if native else None,
                      "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_ascontig": lambda a: a.copy()}
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
@@ -109,7 +127,9 @@ class Executable:
                                  f"{b.name}.flags.c_contiguous: raise ValueError(_outmsg{k}.format(_shp, "
                                  f"({b.name}.dtype, {b.name}.shape)))")
                 else:
-                    lines.append(f"    {b.name} = _np.empty({shape}, _dt_{b.name})")
+                    # temporaries live only during the native call: reuse this thread's buffer (fresh
+                    # allocations of large arrays page-fault on every call, and faults serialize threads)
+                    lines.append(f"    {b.name} = _temp({b.name!r}, {shape}, _dt_{b.name})")
                 ptrs.append(f"{b.name}.ctypes.data")
         if prog.kernels:
             slot_values = ptrs + list(prog.params)
