@@ -58,7 +58,8 @@ def resize(img, size, interpolation: str = "bilinear", max_size: int | None = No
         out_h, out_w = _pair(size, "resize")
         if out_h <= 0 or out_w <= 0:
             raise ValueError(at(user_loc(), f"resize: sizes must be positive, got {(out_h, out_w)}"))
-    return _emit("image.resample", [x], {"mode": str(interpolation), "antialias": bool(antialias),
+    mode = str(getattr(interpolation, "value", interpolation)).lower()  # also accepts torchvision's enum
+    return _emit("image.resample", [x], {"mode": mode, "antialias": bool(antialias) and mode != "nearest",
                                          "out_h": out_h, "out_w": out_w, "top": 0, "left": 0,
                                          "win_h": out_h, "win_w": out_w})
 

@@ -24,10 +24,11 @@ def eval_tf(img):
     return I.to_chw(x)
 
 
-def _torch_resize(img, oh, ow, antialias=True):
+def _torch_resize(img, oh, ow, antialias=True, mode="bilinear"):
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
     t = t.contiguous(memory_format=torch.channels_last)
-    return F.interpolate(t, size=(oh, ow), mode="bilinear", antialias=antialias, align_corners=False)[0]
+    kw = {} if mode == "nearest" else {"antialias": antialias, "align_corners": False}
+    return F.interpolate(t, size=(oh, ow), mode=mode, **kw)[0]
 
 
 def _torch_center_crop(t, ch, cw):
@@ -89,20 +90,29 @@ def test_uint8_resize_bit_identical_to_torch(name):
 
 
 @given(h=st.integers(1, 48), w=st.integers(1, 48), oh=st.integers(1, 48), ow=st.integers(1, 48),
-       c=st.sampled_from([1, 3, 4]), aa=st.booleans(), seed=st.integers(0, 2 ** 16))
-def test_uint8_resize_random_sizes(h, w, oh, ow, c, aa, seed):
+       c=st.sampled_from([1, 3, 4]), aa=st.booleans(), mode=st.sampled_from(["bilinear", "bicubic", "nearest"]),
+       seed=st.integers(0, 2 ** 16))
+def test_uint8_resize_random_sizes(h, w, oh, ow, c, aa, mode, seed):
     img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
-    fn = _sized(oh, ow, aa)
-    np.testing.assert_array_equal(fn(img), _torch_resize(img, oh, ow, aa).permute(1, 2, 0).numpy())
+    fn = _sized(oh, ow, aa, mode)
+    np.testing.assert_array_equal(fn(img), _torch_resize(img, oh, ow, aa, mode).permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("aa", [True, False])
+def test_float_resize_modes_within_1e5(mode, aa):
+    img = skdata.coffee().astype(np.float32) / 255
+    got = _sized(123, 77, aa, mode)(img)
+    assert np.abs(got - _torch_resize(img, 123, 77, aa, mode).permute(1, 2, 0).numpy()).max() <= 1e-5
 
 
 _SIZED: dict = {}
 
 
-def _sized(oh, ow, aa):
-    key = (oh, ow, aa)
+def _sized(oh, ow, aa, mode="bilinear"):
+    key = (oh, ow, aa, mode)
     if key not in _SIZED:
-        _SIZED[key] = pj.jit_preprocess(lambda img: I.resize(img, (oh, ow), antialias=aa))
+        _SIZED[key] = pj.jit_preprocess(lambda img: I.resize(img, (oh, ow), interpolation=mode, antialias=aa))
     return _SIZED[key]
 
 

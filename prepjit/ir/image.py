@@ -15,7 +15,7 @@ from prepjit.ir import dims as D
 from prepjit.ir.core import Constraint, Inferred, OpDef, define
 from prepjit.ir.types import TensorType
 
-RESAMPLE_MODES = ("bilinear",)
+RESAMPLE_MODES = ("bilinear", "bicubic", "nearest")
 RESAMPLE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -45,6 +45,8 @@ def _resample_infer(types, attrs, loc):
         raise TypeError(at(loc, f"image.resample expects an (H, W, C) image, got rank {t.rank}"))
     if t.dtype not in RESAMPLE_DTYPES:
         raise UnsupportedError(at(loc, f"resize supports uint8, float32 and float64 images, got {t.dtype}"))
+    if attrs["mode"] == "nearest" and attrs["antialias"]:
+        attrs = dict(attrs, antialias=False)  # torch ignores antialias for nearest
     if attrs["mode"] not in RESAMPLE_MODES:
         raise UnsupportedError(at(loc, f"resize mode {attrs['mode']!r} is not supported yet "
                                        f"(supported: {', '.join(RESAMPLE_MODES)})"))

@@ -169,8 +169,10 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
 
 
 def _acc_init(t: _AxisTables, acc_dt):
-    if acc_dt == I32:  # the +0.5 of round-half-up in fixed point: 1 << (precision - 1)
-        return prim("shl", const(1, I32), cast(prim("sub", t.precision, idx(1)), I32))
+    if acc_dt == I32:  # the +0.5 of round-half-up in fixed point: 1 << (precision - 1); 0 for nearest (p = 0)
+        p = cast(t.precision, I32)
+        half = prim("shl", const(1, I32), prim("max", prim("sub", p, const(1, I32)), const(0, I32)))
+        return select(prim("gt", p, const(0, I32), dtype=BOOL), half, const(0, I32))
     return const(0, acc_dt)
 
 
