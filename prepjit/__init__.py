@@ -5,8 +5,8 @@ fused, compiled to native code with llvmlite and cached on disk.
 """
 __version__ = "0.1.0"
 
-from prepjit.api import JitFunction, TensorSpec, jit_preprocess  # noqa: E402
+from prepjit.api import BYTES, JitFunction, TensorSpec, jit_preprocess  # noqa: E402
 from prepjit.errors import CompileError, PrepjitError, TracingError, UnsupportedError  # noqa: E402
 
-__all__ = ["jit_preprocess", "JitFunction", "TensorSpec", "PrepjitError", "TracingError", "UnsupportedError",
+__all__ = ["jit_preprocess", "JitFunction", "TensorSpec", "BYTES", "PrepjitError", "TracingError", "UnsupportedError",
            "CompileError", "__version__"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prepjit.compiler.tracer import InputSpec
+from prepjit.compiler.tracer import BYTES_SPEC, InputSpec
 from prepjit.ir.types import DTYPE_NAMES, SUPPORTED_DTYPES, check_dtype
 
 TARGETS = ("cpu",)
@@ -38,6 +38,36 @@ class TensorSpec:
     def matches(self, a: np.ndarray) -> bool:
         return a.dtype == self.dtype and a.ndim == len(self.shape) and all(
             d is None or d == s for d, s in zip(self.shape, a.shape))
+
+
+class _BytesSpec:
+    """Signature entry for an encoded-bytes argument (``signature=(pj.BYTES,)``), decoded by image.decode."""
+
+    def describe(self) -> str:
+        return "encoded image bytes"
+
+    def matches(self, a) -> bool:
+        return isinstance(a, bytes)
+
+    def __repr__(self):
+        return "prepjit.BYTES"
+
+
+BYTES = _BytesSpec()
+BYTES_KEY = ("bytes",)
+
+
+def _input_spec(s) -> InputSpec:
+    return BYTES_SPEC if s is BYTES else InputSpec(s.dtype, s.shape)
+
+
+def _key(arrays) -> tuple:
+    """Specialization key: (dtype, rank) per array argument, a marker for encoded-bytes arguments."""
+    return tuple(BYTES_KEY if isinstance(a, bytes) else (a.dtype, a.ndim) for a in arrays)
+
+
+def _spec_key(s) -> tuple:
+    return BYTES_KEY if s is BYTES else (s.dtype, len(s.shape))
 
 
 def _is_torch_tensor(x) -> bool:
@@ -72,11 +102,11 @@ class JitFunction:
         self.signature = None
         if signature is not None:
             sig = tuple(signature) if isinstance(signature, (tuple, list)) else (signature,)
-            if sig and all(isinstance(s, TensorSpec) for s in sig):
+            if sig and all(isinstance(s, (TensorSpec, _BytesSpec)) for s in sig):
                 sig = (sig,)
             self.signature = [tuple(s) for s in sig]
             for s in self.signature:
-                if len(s) != self._nargs or not all(isinstance(x, TensorSpec) for x in s):
+                if len(s) != self._nargs or not all(isinstance(x, (TensorSpec, _BytesSpec)) for x in s):
                     raise TypeError(f"signature for {self.name} must give {self._nargs} TensorSpec(s) per entry")
         self._execs: dict = {}
         self._compiled: dict = {}
@@ -99,7 +129,7 @@ class JitFunction:
                     torch_out = True
                 a = self._to_numpy(a, i)
             arrays.append(a)
-        key = tuple((a.dtype, a.ndim) for a in arrays)
+        key = _key(arrays)
         exe = self._execs.get(key)
         if exe is None:
             exe = self._specialize(arrays, key)
@@ -144,7 +174,7 @@ class JitFunction:
 
         def run_one(i, out):
             arrays = sample(i)
-            key = tuple((a.dtype, a.ndim) for a in arrays)
+            key = _key(arrays)
             exe = self._execs.get(key) or self._specialize(arrays, key)
             exe.run(*arrays, _out=out)
 
@@ -187,6 +217,8 @@ class JitFunction:
 
     def _to_numpy(self, a, i) -> np.ndarray:
         name = self.arg_names[i]
+        if isinstance(a, (bytes, bytearray, memoryview)):  # encoded data for prepjit.image.decode
+            return bytes(a)
         if _is_torch_tensor(a):
             if a.device.type != "cpu":
                 raise TypeError(f"{self.name}(): argument {name!r} is a {a.device.type} tensor, but this function "
@@ -215,21 +247,23 @@ class JitFunction:
 
     def _specialize_locked(self, arrays, key):
         for i, a in enumerate(arrays):
+            if isinstance(a, bytes):
+                continue
             if a.dtype not in DTYPE_NAMES:
                 supported = ", ".join(str(d) for d in SUPPORTED_DTYPES)
                 raise TypeError(f"{self.name}(): argument {self.arg_names[i]!r} has dtype {a.dtype}, which prepjit "
                                 f"does not support (supported: {supported})")
         if self.signature is not None:
             for spec in self.signature:
-                if all(a.dtype == s.dtype and a.ndim == len(s.shape) for a, s in zip(arrays, spec)):
-                    specs = [InputSpec(s.dtype, s.shape) for s in spec]
+                if all(_spec_key(s) == k for s, k in zip(spec, key)):
+                    specs = [_input_spec(s) for s in spec]
                     break
             else:
                 got = ", ".join(f"{n}: {_describe(a)}" for n, a in zip(self.arg_names, arrays))
                 want = " | ".join("(" + ", ".join(s.describe() for s in spec) + ")" for spec in self.signature)
                 raise TypeError(f"{self.name}(): arguments ({got}) match no declared signature; expected {want}")
         else:
-            specs = [InputSpec(a.dtype, (None,) * a.ndim) for a in arrays]
+            specs = [BYTES_SPEC if isinstance(a, bytes) else InputSpec(a.dtype, (None,) * a.ndim) for a in arrays]
         exe = self._executable(tuple(specs))
         self._execs[key] = exe
         return exe
@@ -296,9 +330,9 @@ class JitFunction:
             raise ValueError(f"{self.name}: give TensorSpecs or declare signature= to compile ahead of time")
         for spec in todo:
             spec = tuple(spec)
-            key = tuple((s.dtype, len(s.shape)) for s in spec)
+            key = tuple(_spec_key(s) for s in spec)
             if key not in self._execs:
-                self._execs[key] = self._executable(tuple(InputSpec(s.dtype, s.shape) for s in spec))
+                self._execs[key] = self._executable(tuple(_input_spec(s) for s in spec))
         return self
 
     # -- introspection --------------------------------------------------------------------------------------
@@ -308,12 +342,13 @@ class JitFunction:
             if self.signature is not None:
                 for spec in self.signature:
                     if all(spec_ok for spec_ok in (s.matches(a) for s, a in zip(spec, arrays))):
-                        return self._build(tuple(InputSpec(s.dtype, s.shape) for s in spec))
-            return self._build(tuple(InputSpec(a.dtype, (None,) * a.ndim) for a in arrays))
+                        return self._build(tuple(_input_spec(s) for s in spec))
+            return self._build(tuple(BYTES_SPEC if isinstance(a, bytes) else InputSpec(a.dtype, (None,) * a.ndim)
+                                     for a in arrays))
         if self._last is not None:
             return self._last
         if self.signature:
-            return self._build(tuple(InputSpec(s.dtype, s.shape) for s in self.signature[0]))
+            return self._build(tuple(_input_spec(s) for s in self.signature[0]))
         raise ValueError(f"{self.name} has not been called yet: call it, or pass example=(arrays...), "
                          "or declare signature=")
 

@@ -14,7 +14,20 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.types import check_dtype
 
-__all__ = ["resize", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+__all__ = ["decode", "resize", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+
+
+def decode(data, mode: str = "RGB"):
+    """Encoded image bytes (a ``bytes`` argument) → HWC uint8 (``mode`` "RGB", "L" or "RGBA"), decoded with
+    Pillow before the kernel runs; its size is known only then (shape-generic code handles any size). Corrupt
+    or unsupported data raises ``ValueError`` naming the argument (and the sample, in ``.batch``)."""
+    from prepjit.compiler.tracer import TracedBytes, _recorder
+
+    if not isinstance(data, TracedBytes):
+        raise TypeError(at(user_loc(), "decode expects a bytes argument of the jit function"))
+    rec = _recorder()
+    return Traced(rec.emit("image.decode", [data._value], {"mode": str(mode), "sym_h": rec.fresh_sym(),
+                                                           "sym_w": rec.fresh_sym()}))
 
 
 def _image(img, what: str) -> Traced:

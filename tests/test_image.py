@@ -203,3 +203,55 @@ def test_batch_multi_input_and_torch():
         np.testing.assert_array_equal(a[k], f(imgs[k], np.asarray(scales[k]))[0])
     t = eval_tf.batch([torch.from_numpy(skdata.coffee())])
     assert isinstance(t, torch.Tensor) and tuple(t.shape) == (1, 3, 224, 224)
+
+
+def _encode(arr, fmt):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt, quality=90)
+    return buf.getvalue()
+
+
+@pj.jit_preprocess(signature=(pj.BYTES,))
+def from_bytes(data):
+    return eval_tf.fn(I.decode(data))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_decode_then_eval_pipeline(fmt):
+    import io
+
+    from PIL import Image
+
+    data = _encode(skdata.chelsea(), fmt)
+    decoded = np.array(Image.open(io.BytesIO(data)).convert("RGB"))  # the decoding library itself as reference
+    np.testing.assert_array_equal(from_bytes(data), eval_tf(decoded))
+    np.testing.assert_allclose(from_bytes(bytearray(data)), torch_eval(decoded), rtol=0, atol=1e-5)
+    assert "image.decode" in from_bytes.ir("traced") and "!py.bytes" in from_bytes.ir("traced")
+
+
+def test_decode_bad_input_names_argument_and_sample():
+    good = _encode(skdata.coffee(), "JPEG")
+    with pytest.raises(ValueError, match=r"argument 'data': cannot decode image bytes"):
+        from_bytes(b"\xff\xd8 definitely not a jpeg")
+    with pytest.raises(ValueError, match=r"sample 1: argument 'data': cannot decode"):
+        from_bytes.batch([good, good[:100], good])
+    out = from_bytes.batch([good, good])  # the failure above left nothing behind
+    np.testing.assert_array_equal(out[0], out[1])
+    with pytest.raises(TypeError, match="match no declared signature"):
+        from_bytes(np.zeros((4, 4, 3), np.uint8))
+    gray = pj.jit_preprocess(lambda data: I.decode(data, "L"))
+    assert gray(good).shape == skdata.coffee().shape[:2] + (1,)
+
+
+def test_bytes_function_ir_round_trips():
+    from prepjit.ir.parser import parse_function
+    from prepjit.ir.printer import print_function
+
+    from_bytes(_encode(skdata.astronaut(), "PNG"))
+    for fn in (from_bytes._last.traced, from_bytes._last.optimized):
+        text = print_function(fn)
+        assert print_function(parse_function(text)) == text

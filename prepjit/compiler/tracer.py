@@ -18,7 +18,7 @@ from prepjit.errors import TracingError, UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.core import Block, Function, Loc, Operation, Value
 from prepjit.ir.tensor import UFUNC_OPS
-from prepjit.ir.types import PyScalarType, TensorType, check_dtype
+from prepjit.ir.types import BYTES, PyScalarType, TensorType, check_dtype
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY_DIR = os.path.dirname(np.__file__)
@@ -41,6 +41,13 @@ class _Recorder:
     def __init__(self):
         self.block = Block()
         self.const_cache: dict = {}
+        self.n_syms = 0
+
+    def fresh_sym(self) -> str:
+        """A new size symbol (input sizes, and sizes only known at run time such as a decoded image's)."""
+        name = f"s{self.n_syms}"
+        self.n_syms += 1
+        return name
 
     def emit(self, name: str, operands, attrs=None, loc=None) -> Value:
         from prepjit.ir.core import OPS
@@ -616,28 +623,43 @@ ARRAY_FUNCTIONS = {
 # -- entry point ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class InputSpec:
-    dtype: np.dtype
-    shape: tuple  # of int | None
+    dtype: np.dtype | None   # None: encoded bytes (decoded by image.decode)
+    shape: tuple | None      # of int | None
+
+
+BYTES_SPEC = InputSpec(None, None)
+
+
+class TracedBytes:
+    """A bytes argument while tracing: only ``prepjit.image.decode`` consumes it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Value):
+        self._value = value
+
+    def __repr__(self):
+        return "TracedBytes()"
+
+    def __getattr__(self, name):
+        raise UnsupportedError(at(user_loc(), f"a bytes argument supports no .{name}; decode it with "
+                                              "prepjit.image.decode(data)"))
 
 
 def trace(fn, specs: list[InputSpec], arg_names: list[str], name: str | None = None) -> Function:
     """Trace ``fn`` on inputs of the given dtypes and (partially static) shapes into a Function."""
     rec = _Recorder()
-    counter = 0
     args = []
     for spec, an in zip(specs, arg_names):
-        shape = []
-        for d in spec.shape:
-            if d is None:
-                shape.append(D.sym(f"s{counter}"))
-                counter += 1
-            else:
-                shape.append(int(d))
-        args.append(Value(TensorType(np.dtype(spec.dtype), tuple(shape)), name=an))
+        if spec.dtype is None:
+            args.append(Value(BYTES, name=an))
+            continue
+        shape = tuple(D.sym(rec.fresh_sym()) if d is None else int(d) for d in spec.shape)
+        args.append(Value(TensorType(np.dtype(spec.dtype), shape), name=an))
     rec.block.args = args
     _current.append(rec)
     try:
-        out = fn(*[Traced(a) for a in args])
+        out = fn(*[TracedBytes(a) if a.type == BYTES else Traced(a) for a in args])
         if isinstance(out, dict):
             keys = list(out)
             if not all(isinstance(k, str) for k in keys):

@@ -66,6 +66,35 @@ def _crop_pad_infer(types, attrs, loc):
     return Inferred([TensorType(t.dtype, (attrs["h"], attrs["w"]) + t.shape[2:])], cons)
 
 
+DECODE_MODES = {"RGB": 3, "L": 1, "RGBA": 4}
+
+
+def decode_image(data, mode: str = "RGB") -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ... anything Pillow reads) → HWC uint8 in ``mode`` (RGB, L or RGBA)."""
+    import io
+
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency of the image extra
+        raise ImportError("prepjit.image.decode needs Pillow: pip install 'prepjit[image]'") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.array(im.convert(mode))  # writable (asarray of a PIL image is a read-only view of bytes)
+    except Exception as e:  # Pillow raises many types for bad data; the caller gets one, naming the problem
+        raise ValueError(f"cannot decode image bytes ({len(data)} bytes): {e}") from None
+    return arr.reshape(arr.shape[0], arr.shape[1], DECODE_MODES[mode])
+
+
+def _decode_infer(types, attrs, loc):
+    if attrs["mode"] not in DECODE_MODES:
+        raise ValueError(at(loc, f"decode: mode must be one of {sorted(DECODE_MODES)}, got {attrs['mode']!r}"))
+    h, w = D.sym(attrs["sym_h"]), D.sym(attrs["sym_w"])
+    return Inferred([TensorType(np.dtype(np.uint8), (h, w, DECODE_MODES[attrs["mode"]]))])
+
+
+# Runs on the host in the call prologue (its sizes become new symbols); kernels read its result as a buffer.
+define(OpDef("image.decode", 1, ("mode", "sym_h", "sym_w"), frozenset({"image", "host"}), _decode_infer,
+             lambda data, mode, sym_h, sym_w: decode_image(data, mode)))
 define(OpDef("image.resample", 1, ("mode", "antialias", "out_h", "out_w", "top", "left", "win_h", "win_w"),
              frozenset({"image"}), _resample_infer, _resample_reference))
 define(OpDef("image.crop_pad", 1, ("top", "left", "h", "w"), frozenset({"image", "layout"}), _crop_pad_infer,

@@ -13,13 +13,13 @@ import numpy as np
 from prepjit.errors import IRParseError
 from prepjit.ir import dims as D
 from prepjit.ir.core import OPS, Block, Function, Loc, Operation, Value
-from prepjit.ir.types import NAME_DTYPES, PyScalarType, TensorType
+from prepjit.ir.types import BYTES, NAME_DTYPES, PyScalarType, TensorType
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<loc>loc\("(?:[^"\\]|\\.)*":\d+\))
   | (?P<tensor>tensor<[^>]*>)
-  | (?P<pytype>!py\.(?:int|float|bool)<[^>]*>)
+  | (?P<pytype>!py\.(?:int|float|bool)<[^>]*>|!py\.bytes)
   | (?P<dense>dense<"0x[0-9a-f]*">)
   | (?P<dim>\#dim<"[^"]*">)
   | (?P<string>"(?:[^"\\]|\\.)*")
@@ -87,7 +87,9 @@ def _scalar(text: str):
     return float(text)
 
 
-def parse_py_type(tok: str) -> PyScalarType:
+def parse_py_type(tok: str):
+    if tok == "!py.bytes":
+        return BYTES
     m = re.fullmatch(r"!py\.(int|float|bool)<(.*)>", tok)
     kind = {"int": int, "float": float, "bool": bool}[m.group(1)]
     return PyScalarType(kind, kind(_scalar(m.group(2))))

@@ -89,3 +89,21 @@ def format_scalar(v) -> str:
 
 def shape_str(shape) -> str:
     return "(" + ", ".join(D.to_str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class BytesType(Type):
+    """Encoded bytes (e.g. a JPEG file) passed as an argument; only host ops such as ``image.decode`` read it."""
+
+    __slots__ = ()
+
+    def __str__(self):
+        return "!py.bytes"
+
+    def __eq__(self, other):
+        return isinstance(other, BytesType)
+
+    def __hash__(self):
+        return hash("!py.bytes")
+
+
+BYTES = BytesType()

@@ -14,7 +14,7 @@ import numpy as np
 from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.core import Function, Value
-from prepjit.ir.types import PyScalarType
+from prepjit.ir.types import PyScalarType, TensorType
 from prepjit.kernels.elementwise import lower_elementwise
 from prepjit.kernels import image as _image_rules  # noqa: F401  (registers the image index maps)
 from prepjit.kernels.layout import INDEX_MAPS
@@ -338,11 +338,15 @@ def lower_function(fn: Function, constraints: list) -> Program:
     prog.constraints = list(constraints)
     prog.tree = fn.body.terminator.attrs["tree"]
     for k, a in enumerate(fn.inputs):
-        pb.add_buffer(a, "input", "a", arg=k)
+        if isinstance(a.type, TensorType):
+            pb.add_buffer(a, "input", "a", arg=k)
     outputs = fn.outputs
     for op in fn.ops:
         if op.name == "tensor.constant":
             pb.add_buffer(op.result, "const", "c", value=op.attrs["value"])
+        elif op.opdef.has("host"):  # computed by the call prologue from an argument (e.g. image decoding)
+            pb.add_buffer(op.result, "host", "h", arg=fn.inputs.index(op.operands[0]), maker=op.opdef.reference,
+                          maker_args=tuple(sorted(op.attrs.items())))
     for kop in (op for op in fn.ops if op.name == "kernel.fused"):
         out_bufs = [pb.add_buffer(r, "output" if r in outputs else "temp", "o" if r in outputs else "t")
                     for r in kop.results]

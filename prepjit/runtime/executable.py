@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from prepjit.ir import dims as D
+from prepjit.ir.types import TensorType
 from prepjit.lowering.lower import Program
 
 _CHECKS = {
@@ -73,6 +74,8 @@ class Executable:
         lines.append(f"def run({', '.join(params + ['_out=None'])}):")
         # sizes of inputs; static dims are part of the specialization and are checked here
         for k, t in enumerate(prog.inputs):
+            if not isinstance(t, TensorType):  # encoded bytes: read only by host ops below
+                continue
             a = f"a{k}"
             lines.append(f"    if not {a}.flags.aligned: {a} = _ascontig({a})")
             names = []
@@ -85,6 +88,16 @@ class Executable:
                     names.append(d.args[0])
             if names:
                 lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {a}.shape")
+        for b in prog.buffers.values():  # host ops (decoding) run first: their sizes are new symbols
+            if b.kind == "host":
+                env[f"_host_{b.name}"] = b.maker
+                env[f"_host_kw_{b.name}"] = dict(b.maker_args)
+                env[f"_host_msg_{b.name}"] = f"argument {arg_names[b.arg]!r}: {{}}"
+                lines.append("    try:")
+                lines.append(f"        {b.name} = _host_{b.name}(a{b.arg}, **_host_kw_{b.name})")
+                lines.append(f"    except ValueError as _e: raise ValueError(_host_msg_{b.name}.format(_e)) from None")
+                dims = [d.args[0] if not isinstance(d, int) else "_" for d in b.shape]
+                lines.append(f"    {', '.join(dims)}{',' if len(dims) == 1 else ''} = {b.name}.shape")
         for i, c in enumerate(prog.constraints):
             args = [D.to_py(x) for x in c.args]
             env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
@@ -109,6 +122,8 @@ class Executable:
                 env[f"_{b.name}"] = b.value
                 env[f"_{b.name}_ptr"] = b.value.ctypes.data
                 ptrs.append(f"_{b.name}_ptr")
+            elif b.kind == "host":
+                ptrs.append(f"{b.name}.ctypes.data")
             elif b.kind == "table":  # built (and cached) by a Python function of the sizes
                 env[f"_mk_{b.name}"] = b.maker
                 lines.append(f"    {b.name} = _mk_{b.name}({', '.join(D.to_py(x) for x in b.maker_args)})")
@@ -166,5 +181,7 @@ class Executable:
 
 
 def spec_text(t) -> str:
+    if not isinstance(t, TensorType):
+        return "encoded image bytes"
     dims = ", ".join(str(d) if isinstance(d, int) else "?" for d in t.shape)
     return f"{t.dtype} array of shape ({dims}{',' if len(t.shape) == 1 else ''})"

@@ -15,7 +15,7 @@ RECOMPUTE_LIMIT = 16  # ops in a shared subexpression above which it is stored o
 
 def _is_leaf(v: Value) -> bool:
     """Values a region reads from memory (or from an immediate) rather than computing."""
-    return v.owner is None or v.owner.name == "tensor.constant"
+    return v.owner is None or v.owner.name == "tensor.constant" or v.owner.opdef.has("host")
 
 
 def _region_ops(root: Value, roots: set) -> list[Operation]:
@@ -118,7 +118,7 @@ def fuse(fn: Function) -> bool:
     for kop in ordered:
         kop.operands = [replaced.get(v, v) for v in kop.operands]
 
-    leaves = [op for op in ops if op.name == "tensor.constant"]
+    leaves = [op for op in ops if op.name == "tensor.constant" or op.opdef.has("host")]
     ret = fn.body.terminator
     ret.operands = [replaced.get(v, v) for v in ret.operands]
     fn.body.ops = leaves + ordered + [ret]
