@@ -1,6 +1,7 @@
 """The user-facing decorator: ``@jit_preprocess`` and the ``JitFunction`` it returns."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
@@ -305,7 +306,7 @@ class JitFunction:
                                   stacklevel=3)
                     obj = None
             if obj is None:
-                lock = store.lock(c.key) if store is not None else _nullcontext()
+                lock = store.lock(c.key) if store is not None else contextlib.nullcontext()
                 with lock:
                     entry = store.load(c.key) if store is not None else None
                     if entry is not None:
@@ -378,14 +379,6 @@ class JitFunction:
         if c.optimized_llvm_ir is None:
             c.optimized_llvm_ir = str(native.optimize(render_llvm(c)))
         return c.optimized_llvm_ir
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _flatten(out):
