@@ -14,7 +14,7 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.types import check_dtype
 
-__all__ = ["decode", "resize", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+__all__ = ["decode", "resize", "resized_crop", "pad", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
 
 
 def decode(data, mode: str = "RGB"):
@@ -75,6 +75,35 @@ def resize(img, size, interpolation: str = "bilinear", max_size: int | None = No
     return _emit("image.resample", [x], {"mode": mode, "antialias": bool(antialias) and mode != "nearest",
                                          "out_h": out_h, "out_w": out_w, "top": 0, "left": 0,
                                          "win_h": out_h, "win_w": out_w})
+
+
+def resized_crop(img, top: int, left: int, height: int, width: int, size, interpolation: str = "bilinear",
+                 antialias: bool = True):
+    """torchvision ``resized_crop``: crop (zero outside the image), then resize the crop to ``size``."""
+    return resize(crop(img, top, left, height, width), size, interpolation=interpolation, antialias=antialias)
+
+
+def pad(img, padding, fill=0, padding_mode: str = "constant"):
+    """torchvision ``pad`` with a constant fill; ``padding`` is an int, (left/right, top/bottom) or
+    (left, top, right, bottom)."""
+    x = _image(img, "pad")
+    if padding_mode != "constant":
+        raise UnsupportedError(at(user_loc(), f"pad: padding_mode {padding_mode!r} is not supported yet "
+                                              "(supported: 'constant')"))
+    p = [padding] if isinstance(padding, (int, np.integer)) else list(padding)
+    if len(p) not in (1, 2, 4) or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in p):
+        raise ValueError(at(user_loc(), f"pad: padding must be an int or a sequence of 1, 2 or 4 ints, got {padding!r}"))
+    left, top, right, bottom = (p * 4)[:4] if len(p) == 1 else (p[0], p[1], p[0], p[1]) if len(p) == 2 else p
+    if min(left, top, right, bottom) < 0:
+        raise UnsupportedError(at(user_loc(), "pad: negative padding is not supported"))
+    if not isinstance(fill, (int, float)) or (x.dtype.kind in "iub" and not float(fill).is_integer()):
+        raise UnsupportedError(at(user_loc(), f"pad: fill must be a number representable in {x.dtype}"))
+    h, w = _hw(x)
+    attrs = {"top": -int(top), "left": -int(left), "h": D.add(h, int(top) + int(bottom)),
+             "w": D.add(w, int(left) + int(right))}
+    if fill:
+        attrs["fill"] = np.array(fill).astype(x.dtype).item()
+    return _emit("image.crop_pad", [x], attrs)
 
 
 def crop(img, top: int, left: int, height: int, width: int):

@@ -255,3 +255,23 @@ def test_bytes_function_ir_round_trips():
     for fn in (from_bytes._last.traced, from_bytes._last.optimized):
         text = print_function(fn)
         assert print_function(parse_function(text)) == text
+
+
+@pytest.mark.parametrize("padding,fill", [(3, 0), ((1, 2), 7), ((0, 4, 5, 1), 255)])
+def test_pad_matches_torch(padding, fill):
+    img = np.random.default_rng(5).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    f = pj.jit_preprocess(lambda x: I.pad(x, padding, fill=fill))
+    p = [padding] * 4 if isinstance(padding, int) else (list(padding) * 2 if len(padding) == 2 else list(padding))
+    left, top, right, bottom = p
+    want = F.pad(torch.from_numpy(img).permute(2, 0, 1), [left, right, top, bottom], value=fill).permute(1, 2, 0)
+    np.testing.assert_array_equal(f(img), want.numpy())
+
+
+def test_resized_crop_matches_torch():
+    img = skdata.coffee()
+    f = pj.jit_preprocess(lambda x: I.resized_crop(x, 50, -10, 200, 300, (96, 128), antialias=True))
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    win = torch.zeros(3, 200, 300, dtype=torch.uint8)
+    win[:, :, 10:] = t[:, 50:250, 0:290]
+    want = _torch_resize(win.permute(1, 2, 0).numpy(), 96, 128, True).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(f(img), want)

@@ -98,7 +98,7 @@ define(OpDef("image.decode", 1, ("mode", "sym_h", "sym_w"), frozenset({"image", 
 define(OpDef("image.resample", 1, ("mode", "antialias", "out_h", "out_w", "top", "left", "win_h", "win_w"),
              frozenset({"image"}), _resample_infer, _resample_reference))
 define(OpDef("image.crop_pad", 1, ("top", "left", "h", "w"), frozenset({"image", "layout"}), _crop_pad_infer,
-             lambda x, top, left, h, w: _window(x, top, left, h, w)))
+             lambda x, top, left, h, w, fill=0: _window(x, top, left, h, w, fill)))
 
 
 

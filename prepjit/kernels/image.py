@@ -75,7 +75,7 @@ def _crop_pad(ctx, op, out_idx):
     valid = prim("and", _inside(y, 0, ctx.dim(h)), _inside(c, 0, ctx.dim(w)))
     dt = op.result.type.dtype
     inner = ctx.convert(ctx.emit(x, [y, c, *out_idx[2:]]), dt)
-    return Cond(valid, inner, const(0, dt), dt)  # lazy: the load happens only inside the image
+    return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
 
 
 # -- resample -----------------------------------------------------------------------------------------------------

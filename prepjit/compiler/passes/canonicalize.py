@@ -59,7 +59,7 @@ def _crop_of_resample(op):
     """crop_pad(resample(x)) with the resample's full window → one resample computing only the crop window."""
     (x,) = op.operands
     r = x.owner
-    if r is None or r.name != "image.resample":
+    if r is None or r.name != "image.resample" or op.attrs.get("fill", 0) != 0:
         return None
     a = r.attrs
     if not (a["top"] == 0 and a["left"] == 0 and a["win_h"] == a["out_h"] and a["win_w"] == a["out_w"]):
