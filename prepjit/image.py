@@ -14,7 +14,7 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.types import check_dtype
 
-__all__ = ["decode", "resize", "resized_crop", "pad", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+__all__ = ["rgb_to_grayscale", "decode", "resize", "resized_crop", "pad", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
 
 
 def decode(data, mode: str = "RGB"):
@@ -122,6 +122,12 @@ def center_crop(img, output_size):
     h, w = _hw(x)
     return _emit("image.crop_pad", [x], {"top": D.call("tv_crop_anchor", h, ch), "left": D.call("tv_crop_anchor", w, cw),
                                          "h": ch, "w": cw})
+
+
+def rgb_to_grayscale(img, num_output_channels: int = 1):
+    """torchvision ``rgb_to_grayscale`` (ITU-R 601 weights, torch's rounding), keeping the dtype."""
+    x = _image(img, "rgb_to_grayscale")
+    return _emit("image.rgb_to_grayscale", [x], {"num_output_channels": int(num_output_channels)})
 
 
 def horizontal_flip(img):

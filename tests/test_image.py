@@ -275,3 +275,22 @@ def test_resized_crop_matches_torch():
     win[:, :, 10:] = t[:, 50:250, 0:290]
     want = _torch_resize(win.permute(1, 2, 0).numpy(), 96, 128, True).permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(f(img), want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_rgb_to_grayscale_matches_torch(dtype, channels):
+    from prepjit.ir.image import _gray_reference
+
+    img = skdata.chelsea()[:64, :80]
+    if dtype != np.uint8:
+        img = (img / 255.0).astype(dtype)
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    r, g, b = t.unbind(-3)
+    want = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).to(t.dtype)
+    want = want.unsqueeze(-1).expand(*want.shape, channels).numpy()
+    f = pj.jit_preprocess(lambda x: I.rgb_to_grayscale(x, channels))
+    np.testing.assert_array_equal(f(img), want)
+    np.testing.assert_array_equal(_gray_reference(img, channels), want)  # the op's NumPy reference too
+    with pytest.raises(ValueError, match="expects 3 channels"):
+        f(np.zeros((4, 4, 4), dtype))

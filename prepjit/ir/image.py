@@ -95,6 +95,43 @@ def _decode_infer(types, attrs, loc):
 # Runs on the host in the call prologue (its sizes become new symbols); kernels read its result as a buffer.
 define(OpDef("image.decode", 1, ("mode", "sym_h", "sym_w"), frozenset({"image", "host"}), _decode_infer,
              lambda data, mode, sym_h, sym_w: decode_image(data, mode)))
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def _gray_reference(x, num_output_channels):
+    """torchvision v2 rgb_to_grayscale: ``r.mul(.2989).add_(g, alpha=.587).add_(b, alpha=.114)`` — torch's
+    ``add_`` with alpha is a fused multiply-add — then cast back to the input dtype."""
+    ft = np.float64 if x.dtype == np.float64 else np.float32
+    r, g, b = (x[..., k].astype(ft) for k in range(3))
+    wr, wg, wb = (ft(w) for w in GRAY_WEIGHTS)
+
+    def fma(a, w, c):  # exact product, one rounding (float32: exact in float64, then round once)
+        if ft is np.float32:
+            return (a.astype(np.float64) * np.float64(w) + c.astype(np.float64)).astype(np.float32)
+        from fractions import Fraction  # float64: exact rational arithmetic, rounded once (slow; reference only)
+
+        return np.vectorize(lambda p, s: float(Fraction(p) * Fraction(float(w)) + Fraction(s)), otypes=[np.float64])(a, c)
+
+    gray = fma(b, wb, fma(g, wg, r * wr))
+    with np.errstate(all="ignore"):
+        out = gray.astype(x.dtype)[..., None]
+    return np.repeat(out, num_output_channels, axis=-1)
+
+
+def _gray_infer(types, attrs, loc):
+    (t,) = types
+    if t.rank != 3:
+        raise TypeError(at(loc, f"rgb_to_grayscale expects an (H, W, 3) image, got rank {t.rank}"))
+    if isinstance(t.shape[2], int) and t.shape[2] != 3:
+        raise TypeError(at(loc, f"rgb_to_grayscale expects 3 channels, got {t.shape[2]}"))
+    if attrs["num_output_channels"] not in (1, 3):
+        raise ValueError(at(loc, "rgb_to_grayscale: num_output_channels must be 1 or 3"))
+    cons = [Constraint("eq", (t.shape[2], 3), "rgb_to_grayscale expects 3 channels, got {0}", loc)]
+    return Inferred([TensorType(t.dtype, (t.shape[0], t.shape[1], attrs["num_output_channels"]))], cons)
+
+
+define(OpDef("image.rgb_to_grayscale", 1, ("num_output_channels",), frozenset({"image"}), _gray_infer,
+             _gray_reference))
 define(OpDef("image.resample", 1, ("mode", "antialias", "out_h", "out_w", "top", "left", "win_h", "win_w"),
              frozenset({"image"}), _resample_infer, _resample_reference))
 define(OpDef("image.crop_pad", 1, ("top", "left", "h", "w"), frozenset({"image", "layout"}), _crop_pad_infer,

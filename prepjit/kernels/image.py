@@ -78,6 +78,20 @@ def _crop_pad(ctx, op, out_idx):
     return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
 
 
+# -- rgb_to_grayscale -----------------------------------------------------------------------------------------
+@index_map("image.rgb_to_grayscale")
+def _rgb_to_grayscale(ctx, op, out_idx):
+    from prepjit.ir.image import GRAY_WEIGHTS
+
+    x = op.operands[0]
+    dt = x.type.dtype
+    ft = np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
+    r, g, b = (cast(ctx.convert(ctx.emit(x, [out_idx[0], out_idx[1], idx(k)]), dt), ft) for k in range(3))
+    wr, wg, wb = (const(w, ft) for w in GRAY_WEIGHTS)
+    gray = prim("fma", b, wb, prim("fma", g, wg, prim("mul", r, wr)))  # torch's add_(alpha=) is an FMA
+    return cast(gray, dt)
+
+
 # -- resample -----------------------------------------------------------------------------------------------------
 def _clamp(i, hi_expr):
     """min(max(i, 0), hi - 1) on int64 indices."""

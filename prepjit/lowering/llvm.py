@@ -314,6 +314,8 @@ class LLVMRenderer:
             if op == "shl":
                 return b.shl(*args)
             return b.ashr(*args) if _signed(dt) else b.lshr(*args)
+        if op == "fma" and flt:
+            return b.call(self.intrinsic(f"llvm.fma.{_suffix(ty)}", ty, [ty, ty, ty]), args)
         if op == "isnan":
             return b.fcmp_unordered("uno", args[0], args[0])
         if flt and op in _FLOAT_INTRINSIC_1:

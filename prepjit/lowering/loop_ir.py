@@ -20,6 +20,7 @@ Primitives (operands already of the result dtype unless noted):
   select                eager choice select(c, a, b); both sides are always safe to evaluate
   cast                  to the node's dtype: to bool is ``!= 0``; float→int follows x86-64 C casts (what NumPy does)
   floor ceil trunc rint sqrt copysign
+  fma                   fma(a, b, c) = a * b + c with one rounding (to match libraries compiled with FMA)
   exp expm1 log log1p log2 log10 tanh     float math (vectorizable implementations)
   isnan                 float → bool
 ``Cond`` is a *lazy* select: only the taken side is evaluated (used where the other side could read out of
