@@ -14,7 +14,7 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.types import check_dtype
 
-__all__ = ["rgb_to_grayscale", "decode", "resize", "resized_crop", "pad", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+__all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
 
 
 def decode(data, mode: str = "RGB"):
@@ -128,6 +128,29 @@ def rgb_to_grayscale(img, num_output_channels: int = 1):
     """torchvision ``rgb_to_grayscale`` (ITU-R 601 weights, torch's rounding), keeping the dtype."""
     x = _image(img, "rgb_to_grayscale")
     return _emit("image.rgb_to_grayscale", [x], {"num_output_channels": int(num_output_channels)})
+
+
+def _float_image(x: Traced):
+    return x.astype(np.float64 if x.dtype == np.float64 else np.float32)
+
+
+def adjust_brightness(img, brightness_factor: float):
+    """torchvision ``adjust_brightness``: ``img * factor`` clamped to the dtype's range, cast back."""
+    x = _image(img, "adjust_brightness")
+    if brightness_factor < 0:
+        raise ValueError(at(user_loc(), f"brightness_factor ({brightness_factor}) is not non-negative."))
+    bound = 1.0 if x.dtype.kind == "f" else float(_MAX[x.dtype])
+    out = np.clip(_float_image(x) * float(brightness_factor), 0.0, bound)
+    return out if x.dtype.kind == "f" else out.astype(x.dtype)
+
+
+def adjust_saturation(img, saturation_factor: float):
+    """torchvision ``adjust_saturation``: blend with the (unrounded) grayscale image."""
+    x = _image(img, "adjust_saturation")
+    if saturation_factor < 0:
+        raise ValueError(at(user_loc(), f"saturation_factor ({saturation_factor}) is not non-negative."))
+    gray = _emit("image.rgb_to_grayscale", [x], {"num_output_channels": 1, "preserve_dtype": False})
+    return _emit("image.blend", [x, gray], {"ratio": float(saturation_factor)})
 
 
 def horizontal_flip(img):

@@ -294,3 +294,31 @@ def test_rgb_to_grayscale_matches_torch(dtype, channels):
     np.testing.assert_array_equal(_gray_reference(img, channels), want)  # the op's NumPy reference too
     with pytest.raises(ValueError, match="expects 3 channels"):
         f(np.zeros((4, 4, 4), dtype))
+
+
+def _tv_blend(image1, image2, ratio):
+    bound = 1.0 if image1.is_floating_point() else 255.0
+    out = image1.mul(ratio).add_(image2, alpha=(1.0 - ratio)).clamp_(0, bound)
+    return out if image1.is_floating_point() else out.to(image1.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("factor", [0.0, 0.3, 1.0, 1.7])
+def test_brightness_and_saturation_match_torchvision(dtype, factor):
+    img = skdata.coffee()[:48, :64]
+    if dtype != np.uint8:
+        img = (img / 255.0).astype(dtype)
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    r, g, b = t.unbind(-3)
+    gray = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
+    sat = pj.jit_preprocess(lambda x: I.adjust_saturation(x, factor))(img)
+    want = _tv_blend(t, gray, factor).permute(1, 2, 0).numpy()
+    if dtype == np.float64:  # torch's float64 blend rounds differently in the last bit on some pixels
+        np.testing.assert_allclose(sat, want, rtol=0, atol=1e-15)
+    else:
+        np.testing.assert_array_equal(sat, want)
+    bright = pj.jit_preprocess(lambda x: I.adjust_brightness(x, factor))(img)
+    bw = t.mul(factor).clamp_(0, 255.0 if dtype == np.uint8 else 1.0)
+    np.testing.assert_array_equal(bright, (bw.to(torch.uint8) if dtype == np.uint8 else bw).permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError, match="not non-negative"):
+        pj.jit_preprocess(lambda x: I.adjust_saturation(x, -1.0))(img)

@@ -98,7 +98,12 @@ define(OpDef("image.decode", 1, ("mode", "sym_h", "sym_w"), frozenset({"image", 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
-def _gray_reference(x, num_output_channels):
+def _opmath(dt) -> np.dtype:
+    """The float type torch computes image arithmetic in: float64 for float64 images, else float32."""
+    return np.dtype(np.float64) if np.dtype(dt) == np.float64 else np.dtype(np.float32)
+
+
+def _gray_reference(x, num_output_channels, preserve_dtype=True):
     """torchvision v2 rgb_to_grayscale: ``r.mul(.2989).add_(g, alpha=.587).add_(b, alpha=.114)`` — torch's
     ``add_`` with alpha is a fused multiply-add — then cast back to the input dtype."""
     ft = np.float64 if x.dtype == np.float64 else np.float32
@@ -114,7 +119,7 @@ def _gray_reference(x, num_output_channels):
 
     gray = fma(b, wb, fma(g, wg, r * wr))
     with np.errstate(all="ignore"):
-        out = gray.astype(x.dtype)[..., None]
+        out = (gray.astype(x.dtype) if preserve_dtype else gray)[..., None]
     return np.repeat(out, num_output_channels, axis=-1)
 
 
@@ -127,7 +132,40 @@ def _gray_infer(types, attrs, loc):
     if attrs["num_output_channels"] not in (1, 3):
         raise ValueError(at(loc, "rgb_to_grayscale: num_output_channels must be 1 or 3"))
     cons = [Constraint("eq", (t.shape[2], 3), "rgb_to_grayscale expects 3 channels, got {0}", loc)]
-    return Inferred([TensorType(t.dtype, (t.shape[0], t.shape[1], attrs["num_output_channels"]))], cons)
+    dt = t.dtype if attrs.get("preserve_dtype", True) else _opmath(t.dtype)
+    return Inferred([TensorType(dt, (t.shape[0], t.shape[1], attrs["num_output_channels"]))], cons)
+
+
+def _blend_reference(x, y, ratio):
+    """torchvision's ``_blend``: ``x.mul(ratio).add_(y, alpha=1 - ratio).clamp_(0, max)`` (``add_`` with alpha is
+    a fused multiply-add in torch), cast back to x's dtype."""
+    ft = _opmath(x.dtype)
+    a = x.astype(ft) * ft.type(ratio)
+    b = np.broadcast_to(y, x.shape).astype(ft)
+    if ft == np.float32:
+        mixed = (b.astype(np.float64) * np.float64(ft.type(1.0 - ratio)) + a.astype(np.float64)).astype(ft)
+    else:
+        from fractions import Fraction
+
+        w = Fraction(float(1.0 - ratio))
+        mixed = np.vectorize(lambda p, s: float(Fraction(p) * w + Fraction(s)), otypes=[np.float64])(b, a)
+    bound = 1.0 if x.dtype.kind == "f" else float(np.iinfo(x.dtype).max)
+    out = np.clip(mixed, ft.type(0), ft.type(bound))
+    with np.errstate(all="ignore"):
+        return out.astype(x.dtype)
+
+
+def _blend_infer(types, attrs, loc):
+    x, y = types
+    from prepjit.ir.tensor import broadcast_shapes
+
+    shape, cons = broadcast_shapes([x.shape, y.shape], loc, "blend")
+    if shape != tuple(x.shape) and len(shape) != x.rank:
+        raise ValueError(at(loc, "blend: the second image must broadcast to the first"))
+    return Inferred([TensorType(x.dtype, tuple(x.shape))], cons)
+
+
+define(OpDef("image.blend", 2, ("ratio",), frozenset({"image"}), _blend_infer, _blend_reference))
 
 
 define(OpDef("image.rgb_to_grayscale", 1, ("num_output_channels",), frozenset({"image"}), _gray_infer,

@@ -89,7 +89,20 @@ def _rgb_to_grayscale(ctx, op, out_idx):
     r, g, b = (cast(ctx.convert(ctx.emit(x, [out_idx[0], out_idx[1], idx(k)]), dt), ft) for k in range(3))
     wr, wg, wb = (const(w, ft) for w in GRAY_WEIGHTS)
     gray = prim("fma", b, wb, prim("fma", g, wg, prim("mul", r, wr)))  # torch's add_(alpha=) is an FMA
-    return cast(gray, dt)
+    return cast(gray, op.result.type.dtype)
+
+
+@index_map("image.blend")
+def _blend(ctx, op, out_idx):
+    x, y = op.operands
+    dt = x.type.dtype
+    ft = np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
+    ratio = op.attrs["ratio"]
+    a = cast(ctx.convert(ctx.emit(x, out_idx), dt), ft)
+    b = cast(ctx.convert(ctx.emit(y, ctx.broadcast_index(y.type.shape, x.type.shape, out_idx)), y.type.dtype), ft)
+    mixed = prim("fma", b, const(1.0 - ratio, ft), prim("mul", a, const(ratio, ft)))
+    bound = 1.0 if dt.kind == "f" else float(np.iinfo(dt).max)
+    return cast(prim("min", prim("max", mixed, const(0, ft)), const(bound, ft)), dt)
 
 
 # -- resample -----------------------------------------------------------------------------------------------------
