@@ -277,6 +277,12 @@ def test_resized_crop_matches_torch():
     np.testing.assert_array_equal(f(img), want)
 
 
+def _torch_gray(t):
+    """torchvision v2's grayscale arithmetic on a CHW tensor, as a (1, H, W) float tensor."""
+    r, g, b = t.unbind(-3)
+    return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_rgb_to_grayscale_matches_torch(dtype, channels):
@@ -286,8 +292,7 @@ def test_rgb_to_grayscale_matches_torch(dtype, channels):
     if dtype != np.uint8:
         img = (img / 255.0).astype(dtype)
     t = torch.from_numpy(img).permute(2, 0, 1)
-    r, g, b = t.unbind(-3)
-    want = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).to(t.dtype)
+    want = _torch_gray(t).to(t.dtype)[0]
     want = want.unsqueeze(-1).expand(*want.shape, channels).numpy()
     f = pj.jit_preprocess(lambda x: I.rgb_to_grayscale(x, channels))
     np.testing.assert_array_equal(f(img), want)
@@ -309,10 +314,16 @@ def test_brightness_and_saturation_match_torchvision(dtype, factor):
     if dtype != np.uint8:
         img = (img / 255.0).astype(dtype)
     t = torch.from_numpy(img).permute(2, 0, 1)
-    r, g, b = t.unbind(-3)
-    gray = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
+    gray = _torch_gray(t)
     sat = pj.jit_preprocess(lambda x: I.adjust_saturation(x, factor))(img)
     want = _tv_blend(t, gray, factor).permute(1, 2, 0).numpy()
+    from prepjit.ir.image import _blend_reference
+
+    ref = _blend_reference(img, gray.permute(1, 2, 0).numpy(), factor)  # the op's NumPy reference
+    if dtype == np.float64:
+        np.testing.assert_allclose(ref, want, rtol=0, atol=1e-15)
+    else:
+        np.testing.assert_array_equal(ref, want)
     if dtype == np.float64:  # torch's float64 blend rounds differently in the last bit on some pixels
         np.testing.assert_allclose(sat, want, rtol=0, atol=1e-15)
     else:

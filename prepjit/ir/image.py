@@ -98,7 +98,7 @@ define(OpDef("image.decode", 1, ("mode", "sym_h", "sym_w"), frozenset({"image", 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
-def _opmath(dt) -> np.dtype:
+def opmath(dt) -> np.dtype:
     """The float type torch computes image arithmetic in: float64 for float64 images, else float32."""
     return np.dtype(np.float64) if np.dtype(dt) == np.float64 else np.dtype(np.float32)
 
@@ -106,18 +106,12 @@ def _opmath(dt) -> np.dtype:
 def _gray_reference(x, num_output_channels, preserve_dtype=True):
     """torchvision v2 rgb_to_grayscale: ``r.mul(.2989).add_(g, alpha=.587).add_(b, alpha=.114)`` — torch's
     ``add_`` with alpha is a fused multiply-add — then cast back to the input dtype."""
-    ft = np.float64 if x.dtype == np.float64 else np.float32
+    from prepjit.kernels.resample import fma  # correctly rounded a * b + c, the same as the kernel's
+
+    ft = opmath(x.dtype).type
     r, g, b = (x[..., k].astype(ft) for k in range(3))
     wr, wg, wb = (ft(w) for w in GRAY_WEIGHTS)
-
-    def fma(a, w, c):  # exact product, one rounding (float32: exact in float64, then round once)
-        if ft is np.float32:
-            return (a.astype(np.float64) * np.float64(w) + c.astype(np.float64)).astype(np.float32)
-        from fractions import Fraction  # float64: exact rational arithmetic, rounded once (slow; reference only)
-
-        return np.vectorize(lambda p, s: float(Fraction(p) * Fraction(float(w)) + Fraction(s)), otypes=[np.float64])(a, c)
-
-    gray = fma(b, wb, fma(g, wg, r * wr))
+    gray = fma(b, wb, fma(g, wg, r * wr, ft), ft)
     with np.errstate(all="ignore"):
         out = (gray.astype(x.dtype) if preserve_dtype else gray)[..., None]
     return np.repeat(out, num_output_channels, axis=-1)
@@ -132,25 +126,20 @@ def _gray_infer(types, attrs, loc):
     if attrs["num_output_channels"] not in (1, 3):
         raise ValueError(at(loc, "rgb_to_grayscale: num_output_channels must be 1 or 3"))
     cons = [Constraint("eq", (t.shape[2], 3), "rgb_to_grayscale expects 3 channels, got {0}", loc)]
-    dt = t.dtype if attrs.get("preserve_dtype", True) else _opmath(t.dtype)
+    dt = t.dtype if attrs.get("preserve_dtype", True) else opmath(t.dtype)
     return Inferred([TensorType(dt, (t.shape[0], t.shape[1], attrs["num_output_channels"]))], cons)
 
 
 def _blend_reference(x, y, ratio):
     """torchvision's ``_blend``: ``x.mul(ratio).add_(y, alpha=1 - ratio).clamp_(0, max)`` (``add_`` with alpha is
     a fused multiply-add in torch), cast back to x's dtype."""
-    ft = _opmath(x.dtype)
-    a = x.astype(ft) * ft.type(ratio)
-    b = np.broadcast_to(y, x.shape).astype(ft)
-    if ft == np.float32:
-        mixed = (b.astype(np.float64) * np.float64(ft.type(1.0 - ratio)) + a.astype(np.float64)).astype(ft)
-    else:
-        from fractions import Fraction
+    from prepjit.kernels.resample import fma
 
-        w = Fraction(float(1.0 - ratio))
-        mixed = np.vectorize(lambda p, s: float(Fraction(p) * w + Fraction(s)), otypes=[np.float64])(b, a)
+    ft = opmath(x.dtype).type
+    a = x.astype(ft) * ft(ratio)
+    mixed = fma(np.broadcast_to(y, x.shape).astype(ft), ft(1.0 - ratio), a, ft)
     bound = 1.0 if x.dtype.kind == "f" else float(np.iinfo(x.dtype).max)
-    out = np.clip(mixed, ft.type(0), ft.type(bound))
+    out = np.clip(mixed, ft(0), ft(bound))
     with np.errstate(all="ignore"):
         return out.astype(x.dtype)
 

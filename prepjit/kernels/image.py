@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from prepjit.ir import dims as D
-from prepjit.ir.image import RESAMPLE_MODES
+from prepjit.ir.image import GRAY_WEIGHTS, RESAMPLE_MODES, opmath
 from prepjit.kernels.layout import index_map
 from prepjit.lowering.loop_ir import (
     BOOL, Cond, For, Load, Reduce, Store, Var, cast, const, iadd, idx, prim, select,
@@ -61,7 +61,7 @@ D.register_call("rs_precision", rs_precision)
 
 
 # -- crop_pad ---------------------------------------------------------------------------------------------------
-def _inside(i, lo_expr, n_expr):
+def _inside(i, n_expr):
     """0 <= i < n as a loop-IR condition."""
     return prim("and", prim("ge", i, idx(0), dtype=BOOL), prim("lt", i, n_expr, dtype=BOOL))
 
@@ -72,7 +72,7 @@ def _crop_pad(ctx, op, out_idx):
     h, w = x.type.shape[0], x.type.shape[1]
     y = iadd(out_idx[0], ctx.dim(op.attrs["top"]))
     c = iadd(out_idx[1], ctx.dim(op.attrs["left"]))
-    valid = prim("and", _inside(y, 0, ctx.dim(h)), _inside(c, 0, ctx.dim(w)))
+    valid = prim("and", _inside(y, ctx.dim(h)), _inside(c, ctx.dim(w)))
     dt = op.result.type.dtype
     inner = ctx.convert(ctx.emit(x, [y, c, *out_idx[2:]]), dt)
     return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
@@ -81,11 +81,9 @@ def _crop_pad(ctx, op, out_idx):
 # -- rgb_to_grayscale -----------------------------------------------------------------------------------------
 @index_map("image.rgb_to_grayscale")
 def _rgb_to_grayscale(ctx, op, out_idx):
-    from prepjit.ir.image import GRAY_WEIGHTS
-
     x = op.operands[0]
     dt = x.type.dtype
-    ft = np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
+    ft = opmath(dt)
     r, g, b = (cast(ctx.convert(ctx.emit(x, [out_idx[0], out_idx[1], idx(k)]), dt), ft) for k in range(3))
     wr, wg, wb = (const(w, ft) for w in GRAY_WEIGHTS)
     gray = prim("fma", b, wb, prim("fma", g, wg, prim("mul", r, wr)))  # torch's add_(alpha=) is an FMA
@@ -96,7 +94,7 @@ def _rgb_to_grayscale(ctx, op, out_idx):
 def _blend(ctx, op, out_idx):
     x, y = op.operands
     dt = x.type.dtype
-    ft = np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
+    ft = opmath(dt)
     ratio = op.attrs["ratio"]
     a = cast(ctx.convert(ctx.emit(x, out_idx), dt), ft)
     b = cast(ctx.convert(ctx.emit(y, ctx.broadcast_index(y.type.shape, x.type.shape, out_idx)), y.type.dtype), ft)
@@ -170,7 +168,7 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     src = ctx.convert(ctx.emit(x, [fr, xt.load(xt.index, cc, fk), fc]), dt)
     term = prim("mul", cast(src, acc_dt), xt.load(xt.weights, cc, fk))
     total = Reduce(fk.name, xt.load(xt.size, cc), term, _acc_init(xt, acc_dt), "add", acc_dt)
-    value = select(_inside(col, 0, out_w), _finish(total, xt, dt), const(0, dt))
+    value = select(_inside(col, out_w), _finish(total, xt, dt), const(0, dt))
     fill = Store(mid.name, (fr, fx, fc), ctx.strides(mid), value)
     ctx.pre.append(For(fr.name, ctx.dim(h), (For(fx.name, ctx.dim(win_w), (For(fc.name, ctx.dim(c), (fill,)),)),)))
 
@@ -184,7 +182,7 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     src_row = yt.load(yt.index, rr, vk)
     term = prim("mul", cast(Load(mid.name, (src_row, vj), (n_row, idx(1)), dt), acc_dt), yt.load(yt.weights, rr, vk))
     step = Store(acc.name, (vj,), one, prim("add", Load(acc.name, (vj,), one, acc_dt), term))
-    valid = _inside(r, 0, out_h)
+    valid = _inside(r, out_h)
     done = select(valid, _finish(Load(acc.name, (vj,), one, acc_dt), yt, dt), const(0, dt))
     emit = Store(out.name, (vy, vj), (n_row, idx(1)), done)
     ctx.pre.append(For(vy.name, ctx.dim(win_h), (
