@@ -342,7 +342,7 @@ class JitFunction:
             arrays = [self._to_numpy(a, i) if type(a) is not np.ndarray else a for i, a in enumerate(example)]
             if self.signature is not None:
                 for spec in self.signature:
-                    if all(spec_ok for spec_ok in (s.matches(a) for s, a in zip(spec, arrays))):
+                    if all(s.matches(a) for s, a in zip(spec, arrays)):
                         return self._build(tuple(_input_spec(s) for s in spec))
             return self._build(tuple(BYTES_SPEC if isinstance(a, bytes) else InputSpec(a.dtype, (None,) * a.ndim)
                                      for a in arrays))

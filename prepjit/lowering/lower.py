@@ -363,8 +363,7 @@ def lower_function(fn: Function, constraints: list) -> Program:
             prog.outputs.append(("arg", fn.inputs.index(v)))
         else:
             prog.outputs.append(("buf", pb.names[v]))
-    # Constant outputs are returned as copies; make sure they are buffers with data.
     return prog
 
 
-__all__ = ["Program", "BufferInfo", "lower_function", "Const", "Prim"]
+__all__ = ["Program", "BufferInfo", "lower_function"]

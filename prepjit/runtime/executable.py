@@ -67,7 +67,7 @@ class Executable:
         lines: list[str] = []
         env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp,
                      "_native": native.cfunc if native else None,
-                     "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_ascontig": lambda a: a.copy()}
+                     "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_aligned_copy": lambda a: a.copy()}
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
         params = [f"a{k}" for k in range(len(prog.inputs))]
         env.update(D.CALLS)  # named size rules used by dim expressions
@@ -77,7 +77,7 @@ class Executable:
             if not isinstance(t, TensorType):  # encoded bytes: read only by host ops below
                 continue
             a = f"a{k}"
-            lines.append(f"    if not {a}.flags.aligned: {a} = _ascontig({a})")
+            lines.append(f"    if not {a}.flags.aligned: {a} = _aligned_copy({a})")
             names = []
             for j, d in enumerate(t.shape):
                 if isinstance(d, int):
