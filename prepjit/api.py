@@ -62,13 +62,44 @@ def _input_spec(s) -> InputSpec:
     return BYTES_SPEC if s is BYTES else InputSpec(s.dtype, s.shape)
 
 
+MAX_STATIC_CHANNELS = 4
+
+
+def _channels(shape) -> int | None:
+    """The channel count of an HWC image (rank 3, last axis <= 4): compiled as a constant, so per-pixel channel
+    loops unroll and vectorize; other sizes stay symbolic."""
+    c = shape[-1] if len(shape) == 3 else None
+    return c if c is not None and c <= MAX_STATIC_CHANNELS else None
+
+
 def _key(arrays) -> tuple:
-    """Specialization key: (dtype, rank) per array argument, a marker for encoded-bytes arguments."""
-    return tuple(BYTES_KEY if isinstance(a, bytes) else (a.dtype, a.ndim) for a in arrays)
+    """Specialization key: (dtype, rank, channels) per array argument, a marker for encoded-bytes arguments."""
+    return tuple(BYTES_KEY if isinstance(a, bytes) else (a.dtype, a.ndim, _channels(a.shape)) for a in arrays)
 
 
 def _spec_key(s) -> tuple:
-    return BYTES_KEY if s is BYTES else (s.dtype, len(s.shape))
+    return BYTES_KEY if s is BYTES else (s.dtype, len(s.shape), _channels(s.shape))
+
+
+def _spec_accepts(s, key) -> bool:
+    """Whether signature entry ``s`` covers arguments with specialization key ``key``."""
+    k = _spec_key(s)
+    return k == key or (k != BYTES_KEY and key != BYTES_KEY and k[:2] == key[:2] and k[2] is None)
+
+
+def _array_spec(a) -> InputSpec:
+    if isinstance(a, bytes):
+        return BYTES_SPEC
+    c = _channels(a.shape)
+    return InputSpec(a.dtype, (None,) * a.ndim if c is None else (None, None, c))
+
+
+def _signature_spec(s, key) -> InputSpec:
+    """The spec compiled for signature entry ``s`` called with arguments of key ``key`` (channels filled in)."""
+    spec = _input_spec(s)
+    if s is not BYTES and key[2] is not None and s.shape[-1] is None:
+        spec = InputSpec(s.dtype, s.shape[:-1] + (key[2],))
+    return spec
 
 
 def _is_torch_tensor(x) -> bool:
@@ -256,15 +287,15 @@ class JitFunction:
                                 f"does not support (supported: {supported})")
         if self.signature is not None:
             for spec in self.signature:
-                if all(_spec_key(s) == k for s, k in zip(spec, key)):
-                    specs = [_input_spec(s) for s in spec]
+                if all(_spec_accepts(s, k) for s, k in zip(spec, key)):
+                    specs = [_signature_spec(s, k) for s, k in zip(spec, key)]
                     break
             else:
                 got = ", ".join(f"{n}: {_describe(a)}" for n, a in zip(self.arg_names, arrays))
                 want = " | ".join("(" + ", ".join(s.describe() for s in spec) + ")" for spec in self.signature)
                 raise TypeError(f"{self.name}(): arguments ({got}) match no declared signature; expected {want}")
         else:
-            specs = [BYTES_SPEC if isinstance(a, bytes) else InputSpec(a.dtype, (None,) * a.ndim) for a in arrays]
+            specs = [_array_spec(a) for a in arrays]
         exe = self._executable(tuple(specs))
         self._execs[key] = exe
         return exe
@@ -341,11 +372,11 @@ class JitFunction:
         if example is not None:
             arrays = [self._to_numpy(a, i) if type(a) is not np.ndarray else a for i, a in enumerate(example)]
             if self.signature is not None:
+                key = _key(arrays)
                 for spec in self.signature:
                     if all(s.matches(a) for s, a in zip(spec, arrays)):
-                        return self._build(tuple(_input_spec(s) for s in spec))
-            return self._build(tuple(BYTES_SPEC if isinstance(a, bytes) else InputSpec(a.dtype, (None,) * a.ndim)
-                                     for a in arrays))
+                        return self._build(tuple(_signature_spec(s, k) for s, k in zip(spec, key)))
+            return self._build(tuple(_array_spec(a) for a in arrays))
         if self._last is not None:
             return self._last
         if self.signature:

@@ -90,7 +90,7 @@ def test_uint8_resize_bit_identical_to_torch(name):
 
 
 @given(h=st.integers(1, 48), w=st.integers(1, 48), oh=st.integers(1, 48), ow=st.integers(1, 48),
-       c=st.sampled_from([1, 3, 4]), aa=st.booleans(), mode=st.sampled_from(["bilinear", "bicubic", "nearest"]),
+       c=st.sampled_from([1, 3, 4, 5]), aa=st.booleans(), mode=st.sampled_from(["bilinear", "bicubic", "nearest"]),
        seed=st.integers(0, 2 ** 16))
 def test_uint8_resize_random_sizes(h, w, oh, ow, c, aa, mode, seed):
     img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
@@ -131,6 +131,22 @@ def _cropper(crop):
     if crop not in _CROPS:
         _CROPS[crop] = pj.jit_preprocess(lambda img: I.center_crop(img, crop))
     return _CROPS[crop]
+
+
+_RESIZE_CROPS: dict = {}
+
+
+@given(h=st.integers(1, 70), w=st.integers(1, 70), size=st.integers(1, 40), crop=st.integers(1, 50),
+       c=st.sampled_from([1, 3, 4]), seed=st.integers(0, 2 ** 16))
+def test_windowed_resize_random_sizes(h, w, size, crop, c, seed):
+    """resize → center_crop is one windowed resample (row tiles, column spans, padding): bit-exact vs torch."""
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+    key = (size, crop)
+    if key not in _RESIZE_CROPS:
+        _RESIZE_CROPS[key] = pj.jit_preprocess(lambda x: I.center_crop(I.resize(x, size, antialias=True), crop))
+    oh, ow = tv_resize_hw(h, w, size, -1, 1), tv_resize_hw(h, w, size, -1, 0)
+    want = _torch_center_crop(_torch_resize(img, oh, ow, True), crop, crop).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(_RESIZE_CROPS[key](img), want)
 
 
 def test_small_and_extreme_images_through_the_whole_pipeline():
@@ -297,8 +313,10 @@ def test_rgb_to_grayscale_matches_torch(dtype, channels):
     f = pj.jit_preprocess(lambda x: I.rgb_to_grayscale(x, channels))
     np.testing.assert_array_equal(f(img), want)
     np.testing.assert_array_equal(_gray_reference(img, channels), want)  # the op's NumPy reference too
-    with pytest.raises(ValueError, match="expects 3 channels"):
+    with pytest.raises(TypeError, match="expects 3 channels"):  # channel counts <= 4 are compiled in
         f(np.zeros((4, 4, 4), dtype))
+    with pytest.raises(ValueError, match="expects 3 channels"):  # larger ones are checked per call
+        f(np.zeros((4, 4, 5), dtype))
 
 
 def _tv_blend(image1, image2, ratio):
