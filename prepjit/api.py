@@ -150,7 +150,9 @@ class JitFunction:
         return f"<prepjit.JitFunction {self.name} target={self.target}>"
 
     # -- calling --------------------------------------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args, seed: int = 0, index: int = 0, **kwargs):
+        """Run on one sample. ``seed`` and ``index`` key the random ops (``random_resized_crop``, ...): the
+        same (seed, index) gives the same augmentation in any process, thread or batch."""
         if kwargs or len(args) != self._nargs:
             args = self._bind(args, kwargs)
         torch_out = False
@@ -165,18 +167,20 @@ class JitFunction:
         exe = self._execs.get(key)
         if exe is None:
             exe = self._specialize(arrays, key)
-        out = exe.run(*arrays)
+        out = exe.run(*arrays, _rng=(int(seed), int(index)))
         if torch_out:
             out = _to_torch(out, args)
         return out
 
-    def batch(self, *columns, threads: int | None = None):
+    def batch(self, *columns, threads: int | None = None, seed: int = 0, index: int = 0):
         """Run on N samples: one list per argument (``fn.batch(imgs)``, ``fn.batch(col0, col1)``).
 
         Samples may differ in size (ragged images); their outputs must agree in shape and are stacked into
         arrays with a leading N axis (same structure as a single call). Samples are split over ``threads``
         worker threads (default: the CPUs this process may use) running native code in parallel. Errors name
-        the sample index; a bad sample raises without touching the other outputs' memory safety.
+        the sample index; a bad sample raises without touching the other outputs' memory safety. Random ops
+        see sample ``i`` as ``index + i`` under ``seed``: pass the dataset index of the first sample, and any
+        split of the data into batches, threads or workers gives every sample the same augmentation.
         """
         from prepjit.runtime.threads import available_cpus, pool
 
@@ -208,9 +212,9 @@ class JitFunction:
             arrays = sample(i)
             key = _key(arrays)
             exe = self._execs.get(key) or self._specialize(arrays, key)
-            exe.run(*arrays, _out=out)
+            exe.run(*arrays, _out=out, _rng=(int(seed), int(index) + i))
 
-        first = self.__call__(*sample(0))
+        first = self.__call__(*sample(0), seed=seed, index=index)
         leaves, rebuild = _flatten(first)
         if torch_out:
             leaves = [np.asarray(x) for x in leaves]

@@ -14,7 +14,9 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.types import check_dtype
 
-__all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+__all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad",
+           "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw",
+           "random_horizontal_flip", "random_resized_crop"]
 
 
 def decode(data, mode: str = "RGB"):
@@ -161,6 +163,51 @@ def horizontal_flip(img):
 def vertical_flip(img):
     x = _image(img, "vertical_flip")
     return x[::-1]
+
+
+# -- random ops: per-sample parameters from the counter-based RNG (prepjit.kernels.rng) ----------------------
+def _rng_stream() -> int:
+    """A number for this random op, distinct within the traced function (its RNG stream)."""
+    from prepjit.compiler.tracer import _recorder
+
+    rec = _recorder()
+    rec.rng_streams = getattr(rec, "rng_streams", 0) + 1
+    return rec.rng_streams
+
+
+def random_horizontal_flip(img, p: float = 0.5):
+    """torchvision ``RandomHorizontalFlip(p)``: flips with probability ``p``, decided per sample by the
+    call's ``seed=`` and ``index=`` (see ``JitFunction.__call__``)."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+    from prepjit.kernels.rng import float_to_bits
+
+    x = _image(img, "random_horizontal_flip")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(at(user_loc(), f"random_horizontal_flip: p must be in [0, 1], got {p}"))
+    flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
+    return _emit("image.flip", [x], {"axis": 1, "flag": flag})
+
+
+def random_resized_crop(img, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), interpolation: str = "bilinear",
+                        antialias: bool = True):
+    """torchvision ``RandomResizedCrop(size, scale, ratio)``: a random box (torchvision's 10-attempt rule and
+    central fallback, ``prepjit.ir.image.random_resized_crop_params``) resized to ``size``; the box is drawn per
+    sample from the call's ``seed=`` and ``index=``."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+    from prepjit.kernels.rng import float_to_bits
+
+    x = _image(img, "random_resized_crop")
+    scale, ratio = tuple(float(v) for v in scale), tuple(float(v) for v in ratio)
+    if len(scale) != 2 or len(ratio) != 2 or scale[0] > scale[1] or ratio[0] > ratio[1] or min(scale) <= 0 \
+            or min(ratio) <= 0:
+        raise ValueError(at(user_loc(), f"random_resized_crop: scale and ratio must be increasing positive pairs, "
+                                        f"got {scale} and {ratio}"))
+    out = _pair(size, "random_resized_crop")
+    h, w = _hw(x)
+    args = (h, w, RNG_SEED, RNG_INDEX, _rng_stream(), *(float_to_bits(v) for v in scale + ratio))
+    top, left, ch, cw = (D.call("rrc_param", k, *args) for k in range(4))
+    box = _emit("image.crop_pad", [x], {"top": top, "left": left, "h": ch, "w": cw})
+    return resize(box, out, interpolation=interpolation, antialias=antialias)
 
 
 _MAX = {np.dtype(np.uint8): 255, np.dtype(np.int8): 127, np.dtype(np.int16): 32767, np.dtype(np.uint16): 65535,

@@ -110,6 +110,17 @@ def _crop_pad(ctx, op, out_idx):
     return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
 
 
+@index_map("image.flip")
+def _flip(ctx, op, out_idx):
+    x = op.operands[0]
+    axis = op.attrs["axis"]
+    i = out_idx[axis]
+    mirrored = prim("sub", prim("sub", ctx.dim(x.type.shape[axis]), idx(1)), i)
+    src = list(out_idx)
+    src[axis] = select(prim("ne", ctx.dim(op.attrs["flag"]), idx(0), dtype=BOOL), mirrored, i)
+    return ctx.convert(ctx.emit(x, src), op.result.type.dtype)
+
+
 # -- rgb_to_grayscale -----------------------------------------------------------------------------------------
 @index_map("image.rgb_to_grayscale")
 def _rgb_to_grayscale(ctx, op, out_idx):
