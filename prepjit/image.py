@@ -16,7 +16,7 @@ from prepjit.ir.types import check_dtype
 
 __all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad",
            "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw",
-           "random_horizontal_flip", "random_resized_crop"]
+           "random_horizontal_flip", "random_resized_crop", "adjust_contrast"]
 
 
 def decode(data, mode: str = "RGB"):
@@ -153,6 +153,24 @@ def adjust_saturation(img, saturation_factor: float):
         raise ValueError(at(user_loc(), f"saturation_factor ({saturation_factor}) is not non-negative."))
     gray = _emit("image.rgb_to_grayscale", [x], {"num_output_channels": 1, "preserve_dtype": False})
     return _emit("image.blend", [x, gray], {"ratio": float(saturation_factor)})
+
+
+def adjust_contrast(img, contrast_factor: float):
+    """torchvision ``adjust_contrast``: blend with the mean of the grayscale image (floored for integer images,
+    averaged in float). The mean is a reduction, so this adds a small kernel before the pixel kernel."""
+    x = _image(img, "adjust_contrast")
+    if contrast_factor < 0:
+        raise ValueError(at(user_loc(), f"contrast_factor ({contrast_factor}) is not non-negative."))
+    c = x._value.type.shape[2]
+    if isinstance(c, int) and c not in (1, 3):
+        raise TypeError(at(user_loc(), f"adjust_contrast expects 1 or 3 channels, got {c}"))
+    if c == 1:
+        gray = _float_image(x)
+    else:
+        gray = _emit("image.rgb_to_grayscale", [x], {"num_output_channels": 1, "preserve_dtype": False})
+        if x.dtype.kind != "f":
+            gray = np.floor(gray)
+    return _emit("image.blend", [x, gray.mean()], {"ratio": float(contrast_factor)})
 
 
 def horizontal_flip(img):

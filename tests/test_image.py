@@ -351,3 +351,37 @@ def test_brightness_and_saturation_match_torchvision(dtype, factor):
     np.testing.assert_array_equal(bright, (bw.to(torch.uint8) if dtype == np.uint8 else bw).permute(1, 2, 0).numpy())
     with pytest.raises(ValueError, match="not non-negative"):
         pj.jit_preprocess(lambda x: I.adjust_saturation(x, -1.0))(img)
+
+
+def _tv_adjust_contrast(t, factor):
+    """torchvision v2 adjust_contrast on a CHW tensor (grayscale floored for integer images, float mean)."""
+    fp = t.is_floating_point()
+    if t.shape[-3] == 3:
+        gray = _torch_gray(t)
+        if not fp:
+            gray = gray.floor_()
+    else:
+        gray = t if fp else t.to(torch.float32)
+    mean = torch.mean(gray, dim=(-3, -2, -1), keepdim=True)
+    return _tv_blend(t, mean, factor)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("factor", [0.0, 0.4, 1.0, 1.8])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_adjust_contrast_matches_torchvision(dtype, factor, channels):
+    f = pj.jit_preprocess(lambda x: I.adjust_contrast(x, factor))
+    for name in ("astronaut", "coffee"):
+        img = getattr(skdata, name)()[..., :channels]
+        if dtype != np.uint8:
+            img = (img / 255.0).astype(dtype)
+        want = _tv_adjust_contrast(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), factor)
+        want = want.permute(1, 2, 0).numpy()
+        if dtype == np.uint8:
+            np.testing.assert_array_equal(f(img), want)
+        else:  # the float mean: torch sums float32 pairwise, prepjit in float64
+            np.testing.assert_allclose(f(img), want, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="1 or 3 channels"):
+        f(np.zeros((4, 4, 4), dtype))
+    with pytest.raises(ValueError, match="not non-negative"):
+        pj.jit_preprocess(lambda x: I.adjust_contrast(x, -1))(img)
