@@ -19,17 +19,24 @@ __all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode
            "random_horizontal_flip", "random_resized_crop", "adjust_contrast"]
 
 
-def decode(data, mode: str = "RGB"):
+def decode(data, mode: str = "RGB", reduce=None):
     """Encoded image bytes (a ``bytes`` argument) → HWC uint8 (``mode`` "RGB", "L" or "RGBA"), decoded with
     Pillow before the kernel runs; its size is known only then (shape-generic code handles any size). Corrupt
-    or unsupported data raises ``ValueError`` naming the argument (and the sample, in ``.batch``)."""
+    or unsupported data raises ``ValueError`` naming the argument (and the sample, in ``.batch``).
+
+    ``reduce=None`` (default) decodes exactly. ``reduce="auto"`` lets the compiler plan a DCT-domain downscale
+    of JPEGs (libjpeg's 1/2, 1/4, 1/8) from the resize that follows: a 4000×3000 photo headed for a 256-pixel
+    shorter side decodes at 1/8 size. It is approximate — libjpeg's scaled IDCT is not torch's antialiased
+    resize (measured error in the README) — and much faster; ``reduce=2``, ``4`` or ``8`` forces a scale."""
     from prepjit.compiler.tracer import TracedBytes, _recorder
 
     if not isinstance(data, TracedBytes):
         raise TypeError(at(user_loc(), "decode expects a bytes argument of the jit function"))
     rec = _recorder()
-    return Traced(rec.emit("image.decode", [data._value], {"mode": str(mode), "sym_h": rec.fresh_sym(),
-                                                           "sym_w": rec.fresh_sym()}))
+    attrs = {"mode": str(mode), "sym_h": rec.fresh_sym(), "sym_w": rec.fresh_sym()}
+    if reduce is not None:
+        attrs["reduce"] = reduce
+    return Traced(rec.emit("image.decode", [data._value], attrs))
 
 
 def _image(img, what: str) -> Traced:

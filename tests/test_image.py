@@ -385,3 +385,45 @@ def test_adjust_contrast_matches_torchvision(dtype, factor, channels):
         f(np.zeros((4, 4, 4), dtype))
     with pytest.raises(ValueError, match="not non-negative"):
         pj.jit_preprocess(lambda x: I.adjust_contrast(x, -1))(img)
+
+
+def _big_photo_bytes(fmt="JPEG", size=(2048, 1536)):
+    from PIL import Image
+
+    big = Image.fromarray(skdata.astronaut()).resize(size, Image.BICUBIC)
+    return _encode(np.asarray(big), fmt)
+
+
+def _decode_resize(reduce, size=256):
+    return pj.jit_preprocess(lambda b: I.resize(I.decode(b, reduce=reduce), size, antialias=True),
+                             signature=(pj.BYTES,))
+
+
+def test_decode_reduce_auto_plans_a_dct_downscale_from_the_resize():
+    from prepjit.ir.image import _draft_scale
+
+    data = _big_photo_bytes()
+    exact, auto = _decode_resize(None), _decode_resize("auto")
+    want, got = exact(data), auto(data)
+    assert "min_short = 256" in auto.ir("optimized")
+    assert _draft_scale(2048, 1536, "auto", 0, 0, 256) == 4  # 1536 / 4 = 384 >= 256; / 8 = 192 < 256
+    assert _draft_scale(4000, 3000, "auto", 0, 0, 256) == 8
+    assert _draft_scale(300, 200, "auto", 0, 0, 256) == 1
+    assert _draft_scale(4000, 3000, "auto", 300, 500, 0) == 8 and _draft_scale(4000, 3000, "auto", 400, 0, 0) == 4
+    assert got.shape == want.shape
+    err = np.abs(got.astype(int) - want.astype(int))
+    assert err.mean() < 1.5 and np.percentile(err, 99) <= 12  # approximate by design (README: measured error)
+    assert not np.array_equal(got, want)  # ... and it did take the reduced path
+
+
+def test_decode_reduce_is_exact_when_it_cannot_apply():
+    png = _big_photo_bytes("PNG", (600, 500))
+    np.testing.assert_array_equal(_decode_resize("auto")(png), _decode_resize(None)(png))  # not a JPEG
+    jpg = _big_photo_bytes("JPEG", (600, 500))
+    plain = pj.jit_preprocess(lambda b: I.decode(b, reduce="auto"), signature=(pj.BYTES,))  # no resize after it
+    np.testing.assert_array_equal(plain(jpg), pj.jit_preprocess(I.decode, signature=(pj.BYTES,))(jpg))
+    assert "min_short = 0" in plain.ir("optimized")
+    forced = pj.jit_preprocess(lambda b: I.decode(b, reduce=2), signature=(pj.BYTES,))
+    assert forced(jpg).shape == (250, 300, 3)
+    with pytest.raises(ValueError, match="reduce must be"):
+        pj.jit_preprocess(lambda b: I.decode(b, reduce=3), signature=(pj.BYTES,))(jpg)

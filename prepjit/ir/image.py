@@ -72,8 +72,30 @@ def _crop_pad_infer(types, attrs, loc):
 DECODE_MODES = {"RGB": 3, "L": 1, "RGBA": 4}
 
 
-def decode_image(data, mode: str = "RGB") -> np.ndarray:
-    """Encoded image bytes (JPEG, PNG, ... anything Pillow reads) → HWC uint8 in ``mode`` (RGB, L or RGBA)."""
+JPEG_SCALES = (8, 4, 2)
+
+
+def _draft_scale(w: int, h: int, reduce, min_h: int, min_w: int, min_short: int) -> int:
+    """The libjpeg scale denominator for ``reduce``: an explicit 2/4/8, or for "auto" the largest one whose
+    decoded size (libjpeg rounds up) still covers the planned resize target."""
+    if reduce in JPEG_SCALES:
+        return int(reduce)
+    if reduce != "auto" or not (min_h or min_w or min_short):
+        return 1
+    for s in JPEG_SCALES:
+        sh, sw = -(-h // s), -(-w // s)
+        if sh >= min_h and sw >= min_w and min(sh, sw) >= min_short:
+            return s
+    return 1
+
+
+def decode_image(data, mode: str = "RGB", reduce=None, min_h: int = 0, min_w: int = 0,
+                 min_short: int = 0) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ... anything Pillow reads) → HWC uint8 in ``mode`` (RGB, L or RGBA).
+
+    ``reduce`` (JPEG only; other formats decode exactly): 2, 4 or 8 decodes at 1/2, 1/4, 1/8 size in the DCT
+    domain (Pillow's ``draft``); "auto" picks the largest such scale that still covers ``min_h`` × ``min_w``
+    or a shorter side of ``min_short`` (set by the compiler from the downstream resize)."""
     import io
 
     try:
@@ -82,6 +104,9 @@ def decode_image(data, mode: str = "RGB") -> np.ndarray:
         raise ImportError("prepjit.image.decode needs Pillow: pip install 'prepjit[image]'") from None
     try:
         with Image.open(io.BytesIO(data)) as im:
+            scale = _draft_scale(im.width, im.height, reduce, min_h, min_w, min_short) if reduce else 1
+            if scale > 1 and im.format == "JPEG":
+                im.draft(mode, (-(-im.width // scale), -(-im.height // scale)))
             arr = np.array(im.convert(mode))  # writable (asarray of a PIL image is a read-only view of bytes)
     except Exception as e:  # Pillow raises many types for bad data; the caller gets one, naming the problem
         raise ValueError(f"cannot decode image bytes ({len(data)} bytes): {e}") from None
@@ -91,13 +116,15 @@ def decode_image(data, mode: str = "RGB") -> np.ndarray:
 def _decode_infer(types, attrs, loc):
     if attrs["mode"] not in DECODE_MODES:
         raise ValueError(at(loc, f"decode: mode must be one of {sorted(DECODE_MODES)}, got {attrs['mode']!r}"))
+    if attrs.get("reduce") not in (None, "auto", *JPEG_SCALES):
+        raise ValueError(at(loc, f"decode: reduce must be None, 'auto', 2, 4 or 8, got {attrs['reduce']!r}"))
     h, w = D.sym(attrs["sym_h"]), D.sym(attrs["sym_w"])
     return Inferred([TensorType(np.dtype(np.uint8), (h, w, DECODE_MODES[attrs["mode"]]))])
 
 
 # Runs on the host in the call prologue (its sizes become new symbols); kernels read its result as a buffer.
 define(OpDef("image.decode", 1, ("mode", "sym_h", "sym_w"), frozenset({"image", "host"}), _decode_infer,
-             lambda data, mode, sym_h, sym_w: decode_image(data, mode)))
+             lambda data, mode, sym_h, sym_w, **plan: decode_image(data, mode, **plan)))
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
