@@ -12,11 +12,12 @@ import numpy as np
 from prepjit.compiler.tracer import Traced, _emit, _traced, user_loc
 from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
+from prepjit.ir.image import opmath
 from prepjit.ir.types import check_dtype
 
 __all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad",
            "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw",
-           "random_horizontal_flip", "random_resized_crop", "adjust_contrast"]
+           "random_horizontal_flip", "random_resized_crop", "adjust_contrast", "adjust_hue", "color_jitter"]
 
 
 def decode(data, mode: str = "RGB", reduce=None):
@@ -148,8 +149,12 @@ def adjust_brightness(img, brightness_factor: float):
     x = _image(img, "adjust_brightness")
     if brightness_factor < 0:
         raise ValueError(at(user_loc(), f"brightness_factor ({brightness_factor}) is not non-negative."))
+    return _brightness(x, float(brightness_factor))
+
+
+def _brightness(x: Traced, factor) -> Traced:
     bound = 1.0 if x.dtype.kind == "f" else float(_MAX[x.dtype])
-    out = np.clip(_float_image(x) * float(brightness_factor), 0.0, bound)
+    out = np.clip(_float_image(x) * factor, 0.0, bound)
     return out if x.dtype.kind == "f" else out.astype(x.dtype)
 
 
@@ -158,8 +163,7 @@ def adjust_saturation(img, saturation_factor: float):
     x = _image(img, "adjust_saturation")
     if saturation_factor < 0:
         raise ValueError(at(user_loc(), f"saturation_factor ({saturation_factor}) is not non-negative."))
-    gray = _emit("image.rgb_to_grayscale", [x], {"num_output_channels": 1, "preserve_dtype": False})
-    return _emit("image.blend", [x, gray], {"ratio": float(saturation_factor)})
+    return _saturation(x, float(saturation_factor))
 
 
 def adjust_contrast(img, contrast_factor: float):
@@ -168,16 +172,23 @@ def adjust_contrast(img, contrast_factor: float):
     x = _image(img, "adjust_contrast")
     if contrast_factor < 0:
         raise ValueError(at(user_loc(), f"contrast_factor ({contrast_factor}) is not non-negative."))
-    c = x._value.type.shape[2]
-    if isinstance(c, int) and c not in (1, 3):
-        raise TypeError(at(user_loc(), f"adjust_contrast expects 1 or 3 channels, got {c}"))
-    if c == 1:
+    _check_channels(x, "adjust_contrast", (1, 3))
+    return _contrast(x, float(contrast_factor))
+
+
+def _contrast(x: Traced, ratio) -> Traced:
+    if x._value.type.shape[2] == 1:
         gray = _float_image(x)
     else:
         gray = _emit("image.rgb_to_grayscale", [x], {"num_output_channels": 1, "preserve_dtype": False})
         if x.dtype.kind != "f":
             gray = np.floor(gray)
-    return _emit("image.blend", [x, gray.mean()], {"ratio": float(contrast_factor)})
+    return _emit("image.blend", [x, gray.mean()], {"ratio": ratio})
+
+
+def _saturation(x: Traced, ratio) -> Traced:
+    gray = _emit("image.rgb_to_grayscale", [x], {"num_output_channels": 1, "preserve_dtype": False})
+    return _emit("image.blend", [x, gray], {"ratio": ratio})
 
 
 def horizontal_flip(img):
@@ -198,6 +209,140 @@ def _rng_stream() -> int:
     rec = _recorder()
     rec.rng_streams = getattr(rec, "rng_streams", 0) + 1
     return rec.rng_streams
+
+
+def _runtime_float(bits, dtype) -> Traced:
+    """A 0-d tensor holding a float chosen per call (``bits``: a dim with the IEEE bits of a float64)."""
+    return _emit("image.param", [], {"bits": bits, "dtype": np.dtype(dtype).name})
+
+
+def _factor_range(value, name: str, center: float = 1.0, bound=(0.0, float("inf")), clip_first: bool = True):
+    """torchvision ColorJitter's ``_check_input``: a number v → [max(0, center - v), center + v]; a pair as is."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(at(user_loc(), f"color_jitter: if {name} is a single number, it must be non negative."))
+        lo, hi = center - float(value), center + float(value)
+        if clip_first:
+            lo = max(lo, 0.0)
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        lo, hi = float(value[0]), float(value[1])
+    else:
+        raise TypeError(at(user_loc(), f"color_jitter: {name} should be a single number or a list/tuple with length 2."))
+    if not bound[0] <= lo <= hi <= bound[1]:
+        raise ValueError(at(user_loc(), f"color_jitter: {name} values should be between {bound}, but got {[lo, hi]}."))
+    return None if lo == hi == center else (lo, hi)
+
+
+def _hsv_from_rgb(img):
+    """torchvision v2 ``_rgb_to_hsv`` on float32 HWC (same operations in the same order)."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    maxc = np.maximum(np.maximum(r, g), b)
+    minc = np.minimum(np.minimum(r, g), b)
+    eqc = maxc == minc
+    channels_range = maxc - minc
+    s = channels_range / np.where(eqc, np.float32(1), maxc)
+    divisor = np.where(eqc, np.float32(1), channels_range)
+    rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
+    maxc_neq_r = maxc != r
+    maxc_eq_g = maxc == g
+    hg = (rc + 2.0 - bc) * (maxc_eq_g & maxc_neq_r).astype(np.float32)
+    hr = (bc - gc) * (~maxc_neq_r).astype(np.float32)
+    hb = (gc + 4.0 - rc) * (maxc_neq_r & ~maxc_eq_g).astype(np.float32)
+    h = np.mod((hr + hg + hb) * np.float32(1.0 / 6.0) + 1.0, 1.0)  # = torch fmod_: the sum is >= 5/6 > 0
+    return h, s, maxc
+
+
+def _rgb_from_hsv(h, s, v):
+    """torchvision v2 ``_hsv_to_rgb``: sector i = floor(6h) picks (v, p, q, t) per channel."""
+    h6 = h * 6.0
+    i = np.floor(h6)
+    f = h6 - i
+    i = np.mod(i.astype(np.int32), 6)
+    sxf = s * f
+    one_minus_s = 1.0 - s
+    q = np.clip((1.0 - sxf) * v, 0.0, 1.0)
+    t = np.clip((sxf + one_minus_s) * v, 0.0, 1.0)
+    p = np.clip(one_minus_s * v, 0.0, 1.0)
+    vpqt = (v, p, q, t)
+    table = ((0, 2, 1, 1, 3, 0), (3, 0, 0, 2, 1, 1), (1, 1, 3, 0, 0, 2))
+
+    def channel(row):
+        out = vpqt[row[5]]
+        for k in range(4, -1, -1):
+            out = np.where(i == k, vpqt[row[k]], out)
+        return out[..., None]
+
+    return np.concatenate([channel(row) for row in table], axis=-1)
+
+
+def _adjust_hue(x: Traced, hue) -> Traced:
+    """``hue``: a Python float or a 0-d float32 tensor."""
+    if x._value.type.shape[2] == 1:
+        return x  # grayscale images are invariant
+    f = to_dtype(x, np.float32, scale=True)
+    h, s, v = _hsv_from_rgb(f)
+    h = np.mod(h + (np.float32(hue) if isinstance(hue, float) else hue), 1.0)
+    rgb = _rgb_from_hsv(h, s, v)
+    if x.dtype == np.float32:
+        return rgb
+    if x.dtype.kind == "f":
+        return rgb.astype(x.dtype)
+    return (rgb * (float(_MAX[x.dtype]) + 1.0 - 1e-3)).astype(x.dtype)  # torchvision's float → int scaling
+
+
+def adjust_hue(img, hue_factor: float):
+    """torchvision ``adjust_hue``: RGB → HSV in float32, shift the hue by ``hue_factor`` (in [-0.5, 0.5]),
+    back to RGB, then to the input dtype (torchvision's arithmetic, operation for operation)."""
+    x = _image(img, "adjust_hue")
+    if not -0.5 <= float(hue_factor) <= 0.5:
+        raise ValueError(at(user_loc(), f"hue_factor ({hue_factor}) is not in [-0.5, 0.5]."))
+    _check_channels(x, "adjust_hue", (1, 3))
+    return _adjust_hue(x, float(hue_factor))
+
+
+def _check_channels(x: Traced, what: str, allowed):
+    c = x._value.type.shape[2]
+    if isinstance(c, int) and c not in allowed:
+        raise TypeError(at(user_loc(), f"{what} expects {' or '.join(map(str, allowed))} channels, got {c}"))
+
+
+def color_jitter(img, brightness=None, contrast=None, saturation=None, hue=None):
+    """torchvision ``ColorJitter``: brightness, contrast, saturation and hue factors drawn uniformly from their
+    ranges and applied in a random order, per sample (the call's ``seed=`` and ``index=``). One kernel chooses
+    each stage's op per call; contrast's mean adds a small reduction kernel per stage that can be contrast."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+    from prepjit.kernels.rng import float_to_bits
+
+    x = _image(img, "color_jitter")
+    ranges = [_factor_range(brightness, "brightness"), _factor_range(contrast, "contrast"),
+              _factor_range(saturation, "saturation"),
+              _factor_range(hue, "hue", center=0.0, bound=(-0.5, 0.5), clip_first=False)]
+    if ranges[1] is not None or ranges[2] is not None or ranges[3] is not None:
+        _check_channels(x, "color_jitter", (1, 3) if ranges[2] is None else (3,))
+    stream = _rng_stream()
+    factors = []
+    for k, rg in enumerate(ranges):
+        if rg is None:
+            factors.append(None)
+            continue
+        bits = D.call("rng_uniform_bits", RNG_SEED, RNG_INDEX, stream, k, *(float_to_bits(v) for v in rg))
+        factors.append(bits)
+    stages = [
+        lambda y: _brightness(y, _runtime_float(factors[0], opmath(y.dtype))),
+        lambda y: _contrast(y, factors[1]),
+        lambda y: _saturation(y, factors[2]),
+        lambda y: _adjust_hue(y, _runtime_float(factors[3], np.float32)),
+    ]
+    out = x
+    for pos in range(4):  # torchvision: for fn_id in randperm(4): apply that op if it was asked for
+        which = D.call("rng_permutation", RNG_SEED, RNG_INDEX, stream, 4, pos)
+        choices = [stages[k](out) if factors[k] is not None else out for k in range(4)]
+        if all(c is out for c in choices):
+            continue
+        out = _emit("image.switch", choices, {"index": which})
+    return out
 
 
 def random_horizontal_flip(img, p: float = 0.5):

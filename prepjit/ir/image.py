@@ -160,11 +160,14 @@ def _gray_infer(types, attrs, loc):
     return Inferred([TensorType(dt, (t.shape[0], t.shape[1], attrs["num_output_channels"]))], cons)
 
 
-def _blend_reference(x, y, ratio):
+def _blend_reference(x, y, ratio):  # ratio: a float, or (per call) a float64's IEEE bits as an int
     """torchvision's ``_blend``: ``x.mul(ratio).add_(y, alpha=1 - ratio).clamp_(0, max)`` (``add_`` with alpha is
     a fused multiply-add in torch), cast back to x's dtype."""
     from prepjit.kernels.resample import fma
 
+    from prepjit.kernels.rng import bits_to_float
+
+    ratio = bits_to_float(ratio) if isinstance(ratio, int) else ratio
     ft = opmath(x.dtype).type
     a = x.astype(ft) * ft(ratio)
     mixed = fma(np.broadcast_to(y, x.shape).astype(ft), ft(1.0 - ratio), a, ft)
@@ -198,6 +201,37 @@ def _flip_infer(types, attrs, loc):
     if attrs["axis"] not in (0, 1):
         raise ValueError(at(loc, f"flip: axis must be 0 or 1, got {attrs['axis']}"))
     return Inferred([t])
+
+
+def _param_infer(types, attrs, loc):
+    if attrs["dtype"] not in ("float32", "float64"):
+        raise ValueError(at(loc, f"image.param: dtype must be float32 or float64, got {attrs['dtype']!r}"))
+    return Inferred([TensorType(np.dtype(attrs["dtype"]), ())])
+
+
+def _param_reference(bits, dtype):
+    from prepjit.kernels.rng import bits_to_float
+
+    return np.array(bits_to_float(bits), dtype=dtype)
+
+
+# A float decided per call (a random factor): ``bits`` is a dim holding the IEEE bits of a float64, evaluated
+# by the prologue; the result is that value rounded to ``dtype``, as a 0-d tensor.
+define(OpDef("image.param", 0, ("bits", "dtype"), frozenset({"image"}), _param_infer, _param_reference))
+
+
+def _switch_infer(types, attrs, loc):
+    first = types[0]
+    if any(t.dtype != first.dtype or t.rank != first.rank for t in types[1:]):
+        raise TypeError(at(loc, f"image.switch: all choices must have the same dtype and rank, got {types}"))
+    cons = [Constraint("eq", (d, e), "image.switch: choices differ in size ({0} vs {1})", loc)
+            for t in types[1:] for d, e in zip(first.shape, t.shape) if d != e]
+    return Inferred([first], cons)
+
+
+# One of several same-typed values, chosen per call by the dim ``index`` (color_jitter's random order).
+define(OpDef("image.switch", None, ("index",), frozenset({"image", "materialize"}), _switch_infer,
+             lambda *xs, index: xs[index]))
 
 
 # A flip decided per call (random_horizontal_flip): ``flag`` is a dim (0 or 1) evaluated by the prologue.
@@ -274,5 +308,32 @@ def rng_bernoulli(seed: int, index: int, stream: int, p_bits: int) -> int:
     return int(uniform(seed, index, stream, 0) < bits_to_float(p_bits))
 
 
+def rng_uniform_bits(seed: int, index: int, stream: int, draw: int, lo_bits: int, hi_bits: int) -> int:
+    """A factor drawn uniformly from [lo, hi) as torchvision draws it (``torch.empty(1).uniform_(lo, hi)``: a
+    float32 value), returned as the IEEE bits of that value as a float64."""
+    from prepjit.kernels.rng import bits_to_float, float_to_bits, uniform
+
+    lo, hi = bits_to_float(lo_bits), bits_to_float(hi_bits)
+    return float_to_bits(float(np.float32(lo + (hi - lo) * uniform(seed, index, stream, draw))))
+
+
+@lru_cache(maxsize=4096)
+def _permutation(seed: int, index: int, stream: int, n: int) -> tuple:
+    from prepjit.kernels.rng import uniform
+
+    perm = list(range(n))
+    for k in range(n - 1, 0, -1):  # Fisher-Yates with counter-based draws
+        j = int(uniform(seed, index, stream, 100 + k) * (k + 1))
+        perm[k], perm[j] = perm[j], perm[k]
+    return tuple(perm)
+
+
+def rng_permutation(seed: int, index: int, stream: int, n: int, k: int) -> int:
+    """Element ``k`` of a random permutation of range(n) (torchvision: ``torch.randperm(n)``)."""
+    return _permutation(seed, index, stream, n)[k]
+
+
 D.register_call("rrc_param", rrc_param)
+D.register_call("rng_uniform_bits", rng_uniform_bits)
+D.register_call("rng_permutation", rng_permutation)
 D.register_call("rng_bernoulli", rng_bernoulli)

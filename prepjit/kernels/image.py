@@ -121,6 +121,31 @@ def _flip(ctx, op, out_idx):
     return ctx.convert(ctx.emit(x, src), op.result.type.dtype)
 
 
+F64 = np.dtype(np.float64)
+
+
+def _float_param(ctx, bits) -> object:
+    """A float64 passed per call as the int64 dim ``bits``."""
+    return prim("bitcast", ctx.dim(bits), dtype=F64)
+
+
+@index_map("image.param")
+def _param(ctx, op, out_idx):
+    return cast(_float_param(ctx, op.attrs["bits"]), op.result.type.dtype)
+
+
+@index_map("image.switch")
+def _switch(ctx, op, out_idx):
+    """Lazy choice: only the chosen operand's expression is evaluated."""
+    sel = ctx.dim(op.attrs["index"])
+    dt = op.result.type.dtype
+    choices = [ctx.convert(ctx.emit(v, out_idx), dt) for v in op.operands]
+    out = choices[-1]
+    for k in range(len(choices) - 2, -1, -1):
+        out = Cond(prim("eq", sel, idx(k), dtype=BOOL), choices[k], out, dt)
+    return out
+
+
 # -- rgb_to_grayscale -----------------------------------------------------------------------------------------
 @index_map("image.rgb_to_grayscale")
 def _rgb_to_grayscale(ctx, op, out_idx):
@@ -141,7 +166,12 @@ def _blend(ctx, op, out_idx):
     ratio = op.attrs["ratio"]
     a = cast(ctx.convert(ctx.emit(x, out_idx), dt), ft)
     b = cast(ctx.convert(ctx.emit(y, ctx.broadcast_index(y.type.shape, x.type.shape, out_idx)), y.type.dtype), ft)
-    mixed = prim("fma", b, const(1.0 - ratio, ft), prim("mul", a, const(ratio, ft)))
+    if isinstance(ratio, float):
+        r, r1 = const(ratio, ft), const(1.0 - ratio, ft)
+    else:  # decided per call: the IEEE bits of a float64 (1 - ratio is formed in float64, as in Python)
+        r64 = _float_param(ctx, ratio)
+        r, r1 = cast(r64, ft), cast(prim("sub", const(1.0, F64), r64), ft)
+    mixed = prim("fma", b, r1, prim("mul", a, r))
     bound = 1.0 if dt.kind == "f" else float(np.iinfo(dt).max)
     return cast(prim("min", prim("max", mixed, const(0, ft)), const(bound, ft)), dt)
 

@@ -291,6 +291,8 @@ class LLVMRenderer:
         args = [self.expr(a) for a in e.args]
         if op == "cast":
             return self._cast(args[0], e.args[0].dtype, e.dtype)
+        if op == "bitcast":  # same-width reinterpretation (a float parameter passed as its int64 bits)
+            return b.bitcast(args[0], reg_type(e.dtype))
         if op == "select":
             return b.select(args[0], args[1], args[2])
         dt = e.args[0].dtype

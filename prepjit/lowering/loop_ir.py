@@ -44,18 +44,21 @@ class Expr:
 class Const(Expr):
     value: object
     dtype: np.dtype
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Param(Expr):
     name: str
     dtype: np.dtype = I64
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Var(Expr):
     name: str
     dtype: np.dtype = I64
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Load(Expr):
     indices: tuple   # one index Expr per buffer dim
     strides: tuple   # one stride Expr (elements) per buffer dim
     dtype: np.dtype
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,7 @@ class Prim(Expr):
     op: str
     args: tuple
     dtype: np.dtype
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,7 @@ class Cond(Expr):
     then: Expr
     other: Expr
     dtype: np.dtype
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,30 @@ class Reduce(Expr):
     init: Expr
     op: str
     dtype: np.dtype
+    _h: int = field(default=0, init=False, repr=False, compare=False)
+
+
+def _cached_hash(self) -> int:
+    """Expressions are DAGs with heavy sharing: hash once per node, not once per path."""
+    h = self._h
+    if not h:
+        h = hash((type(self).__name__,) + tuple(getattr(self, f) for f in self._key_fields)) or 1
+        object.__setattr__(self, "_h", h)
+    return h
+
+
+def _fast_eq(self, other) -> bool:
+    if self is other:
+        return True
+    if type(self) is not type(other) or hash(self) != hash(other):
+        return False
+    return all(getattr(self, f) == getattr(other, f) for f in self._key_fields)
+
+
+for _cls in (Const, Param, Var, Load, Prim, Cond, Reduce):
+    _cls._key_fields = tuple(f.name for f in _cls.__dataclass_fields__.values() if f.compare)
+    _cls.__hash__ = _cached_hash
+    _cls.__eq__ = _fast_eq
 
 
 class Stmt:

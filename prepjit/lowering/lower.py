@@ -264,16 +264,28 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
     kb = _KernelBuilder(pb, dict(zip(region.args, arg_bufs)))
     ys = region.terminator.operands
     shape = ys[0].type.shape
-
-    def body(vars_):
-        stmts = []
-        for y, ob in zip(ys, out_bufs):
-            val = kb.convert(kb.emit(y, vars_), ob.dtype)
-            stmts.append(Store(ob.name, tuple(vars_), tuple(pb.stride(ob, k) for k in range(len(vars_))), val))
-        return stmts
-
     inputs = {b.name for b in arg_bufs if b.kind == "input"}
-    loops = _nest([pb.dim(d) for d in shape], "i", body, inputs, _loop_order(shape))
+    order = _loop_order(shape)
+
+    def nest(values):
+        def body(vars_):
+            stmts = []
+            for y, ob in zip(values, out_bufs):
+                val = kb.convert(kb.emit(y, vars_), ob.dtype)
+                stmts.append(Store(ob.name, tuple(vars_), tuple(pb.stride(ob, k) for k in range(len(vars_))), val))
+            return stmts
+
+        return _nest([pb.dim(d) for d in shape], "i", body, inputs, order)
+
+    switch = ys[0].owner if len(ys) == 1 and ys[0].owner is not None else None
+    if switch is not None and switch.name == "image.switch":
+        # a choice made once per call: one loop nest per alternative, chosen outside the loops
+        sel = pb.dim(switch.attrs["index"])
+        loops: tuple = nest([switch.operands[-1]])
+        for k in range(len(switch.operands) - 2, -1, -1):
+            loops = (If(prim("eq", sel, idx(k), dtype=BOOL), nest([switch.operands[k]]), loops),)
+    else:
+        loops = nest(ys)
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
            [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs] + _extra_buffers(kb)
     return Kernel(name, bufs, [], tuple(kb.pre) + loops)

@@ -4,7 +4,8 @@ Roots are the values that must exist in memory: function outputs and reduction r
 producers — elementwise and layout ops — are pulled into its region and recomputed per element, so a chain of
 elementwise/broadcast/layout ops becomes one loop with no intermediate arrays. A reduction fuses its producer
 chain too. Elementwise outputs with the same shape share one kernel (one pass computes all of them).
-A large subexpression needed by several kernels is materialized once instead of being recomputed.
+A large subexpression needed by several kernels is materialized once instead of being recomputed, and so are
+ops marked ``materialize`` (a per-call choice between whole pipelines, whose inputs are read several times).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def fuse(fn: Function) -> bool:
     position = {id(op): i for i, op in enumerate(ops)}
     outputs = fn.outputs
     roots: set = {v for v in outputs if not _is_leaf(v)}
-    roots |= {op.result for op in ops if op.opdef.has("reduction")}
+    roots |= {op.result for op in ops if op.opdef.has("reduction") or op.opdef.has("materialize")}
 
     # Materialize big subexpressions shared by several kernels (fixpoint: new roots change the regions).
     while True:
@@ -56,7 +57,15 @@ def fuse(fn: Function) -> bool:
             break
         roots.add(new[0])
 
-    # Group same-shape elementwise roots that do not read each other.
+    # Group same-shape elementwise roots that do not depend on each other, even through other roots.
+    deps: dict = {}
+
+    def depends(r) -> set:
+        if r not in deps:
+            direct = {v for v in _reads([r], roots) if v in roots and v is not r}
+            deps[r] = direct.union(*(depends(v) for v in direct))
+        return deps[r]
+
     groups: list[list[Value]] = []
     for r in sorted(roots, key=lambda v: position[id(v.owner)]):
         placed = False
@@ -64,7 +73,7 @@ def fuse(fn: Function) -> bool:
             for g in groups:
                 if g[0].owner.opdef.has("reduction") or g[0].type.shape != r.type.shape:
                     continue
-                if not any(m in _reads([r], roots) for m in g) and r not in _reads(g, roots):
+                if not any(m in depends(r) or r in depends(m) for m in g):
                     g.append(r)
                     placed = True
                     break
