@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from prepjit.api import BYTES, JitFunction, TensorSpec, jit_preprocess  # noqa: E402
 from prepjit.errors import CompileError, PrepjitError, TracingError, UnsupportedError  # noqa: E402
+from prepjit.runtime.bundle import BundleError, load  # noqa: E402
 
 __all__ = ["jit_preprocess", "JitFunction", "TensorSpec", "BYTES", "PrepjitError", "TracingError", "UnsupportedError",
-           "CompileError", "__version__"]
+           "CompileError", "BundleError", "load", "__version__"]
