@@ -136,6 +136,12 @@ class JitFunction:
 
         return Collate(self)
 
+    def udf(self, columns=None, output: str | None = None, threads: int | None = None):
+        """A batch UDF for columnar engines (Ray Data ``map_batches(..., batch_format="numpy")``): see batch_udf.py."""
+        from prepjit.runtime.batch_udf import BatchUDF
+
+        return BatchUDF(self, columns, output, threads)
+
     def save(self, path) -> str:
         """Write a self-contained bundle directory (IR, object code, manifest); ``prepjit.load(path)`` runs it."""
         from prepjit.runtime.bundle import save
@@ -157,6 +163,8 @@ class JitFunction:
         arrays = []
         for i, a in enumerate(args):
             if type(a) is not np.ndarray:
+                if type(a) is dict and len(args) == 1:  # a columnar batch: Ray Data map_batches(fn)
+                    return self.udf()(a)
                 if _is_torch_tensor(a):
                     torch_out = True
                 a = self._to_numpy(a, i)

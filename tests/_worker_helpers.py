@@ -63,3 +63,12 @@ def call_pickled(blob, x):
 
     fn = pickle.loads(blob)
     return fn(x), dict(fn.stats), repr(fn)
+
+
+def udf_with_stats(batch):
+    """small_tf as a Ray Data UDF, plus the worker's compile counter and pid."""
+    out = small_tf.udf(columns=["image"])(batch)
+    n = len(out["label"])
+    out["compiles"] = np.full(n, small_tf.stats["compiles"])
+    out["pid"] = np.full(n, os.getpid())
+    return out
