@@ -129,6 +129,12 @@ class JitFunction:
 
         return reduce_function(self)
 
+    def __copy__(self):  # like Python functions: copying returns the function itself (it shares its code)
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     @property
     def collate(self):
         """A ready ``collate_fn`` for ``torch.utils.data.DataLoader``: raw samples → batched tensors via ``.batch``."""

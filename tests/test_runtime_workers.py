@@ -22,6 +22,16 @@ def test_module_level_function_pickles_by_reference():
     assert pickle.loads(pickle.dumps(pj.BYTES)) is pj.BYTES
 
 
+def test_copy_returns_the_function_itself():
+    import copy
+
+    @pj.jit_preprocess
+    def local(x):
+        return x + 1
+
+    assert copy.copy(local) is local and copy.deepcopy({"f": local})["f"] is local
+
+
 def test_function_bound_under_another_name_is_rewrapped():
     g = pickle.loads(pickle.dumps(scale))
     assert isinstance(g, pj.JitFunction) and g.fn is raw_scale

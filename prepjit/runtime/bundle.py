@@ -19,20 +19,15 @@ import hashlib
 import json
 import os
 import pathlib
-import platform
 import secrets
 import shutil
 import time
 
-from prepjit.errors import PrepjitError
+from prepjit.errors import BundleError
 
 FORMAT = "prepjit-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-
-
-class BundleError(PrepjitError, ValueError):
-    """A bundle is missing, truncated, tampered with, or was written by an incompatible prepjit."""
 
 
 def _sha(data: bytes) -> str:
@@ -56,6 +51,8 @@ def _object_code(fn, c) -> bytes:
 
 def save(fn, path) -> str:
     """Write ``fn``'s bundle to directory ``path`` (replacing an existing bundle there); returns the path."""
+    import platform
+
     from prepjit import __version__
     from prepjit.api import _input_spec
     from prepjit.runtime.portable import host_meta, ir_state, spec_from_text, specializations
