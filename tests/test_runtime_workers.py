@@ -192,3 +192,41 @@ def test_function_used_before_fork_works_in_child_even_with_locks_held():
     assert result[1] == (x * 3 + 1).tolist() and result[2] == (4, 3, 16, 16)
     assert result[3] == (x.astype(np.int32) * 3 + 1).tolist()
     assert result[4] <= 1  # the child's own counter: at most the new int32 specialization
+
+
+MAIN_SCRIPT = '''
+import multiprocessing as mp, pickle, sys
+import numpy as np
+import prepjit as pj
+sys.path.insert(0, {tests!r})
+from _worker_helpers import call_pickled
+
+@pj.jit_preprocess
+def tf(x):
+    return x * 2 + 1
+
+if __name__ == "__main__":
+    x = np.arange(4.0)
+    tf(x)
+    with mp.get_context("spawn").Pool(1) as p:
+        out, stats, r = p.apply(call_pickled, (pickle.dumps(tf), x))
+    print(out.tolist(), stats["compiles"], r, sep="|")
+'''
+
+
+@pytest.mark.parametrize("how", ["script", "-c"])
+def test_main_module_functions_in_spawned_workers(tmp_path, how):
+    import subprocess
+    import sys
+
+    src = MAIN_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    if how == "script":  # spawn re-imports the script as __mp_main__: pickled by reference
+        (tmp_path / "train.py").write_text(src)
+        cmd = [sys.executable, "train.py"]
+    else:  # no file to re-import: the traced IR travels with the pickle
+        cmd = [sys.executable, "-c", src]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    values, compiles, r = out.stdout.strip().splitlines()[-1].split("|")
+    assert values == "[1.0, 3.0, 5.0, 7.0]" and compiles == "0"  # the cache is warm: the child compiles nothing
+    assert ("pickled IR" in r) == (how == "-c"), r
