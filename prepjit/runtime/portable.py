@@ -138,8 +138,6 @@ def reduce_function(fn):
 
 
 def _restore(module: str, qualname: str, state):
-    from prepjit.api import JitFunction
-
     obj = _lookup(module, qualname)
     if isinstance(obj, JitFunction):
         return obj
@@ -150,8 +148,6 @@ def _restore(module: str, qualname: str, state):
 
 
 def _rewrap(module, qualname, target, cache, sig):
-    from prepjit.api import JitFunction
-
     obj = _lookup(module, qualname)
     if obj is None:
         raise pickle.UnpicklingError(f"cannot find function {module}.{qualname} in this process")
