@@ -7,14 +7,18 @@ import inspect
 import sys
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from prepjit.compiler.tracer import BYTES_SPEC, InputSpec
 from prepjit.ir.types import DTYPE_NAMES, SUPPORTED_DTYPES, check_dtype
+from prepjit.runtime import forksafe  # noqa: F401 - installs the at-fork handlers
 
 TARGETS = ("cpu",)
+
+_live_functions: "weakref.WeakSet[JitFunction]" = weakref.WeakSet()  # for the at-fork handler (runtime/forksafe.py)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class _BytesSpec:
 
     def __repr__(self):
         return "prepjit.BYTES"
+
+    def __reduce__(self):  # unpickles as the singleton, so ``s is BYTES`` holds in other processes
+        return "BYTES"
 
 
 BYTES = _BytesSpec()
@@ -145,6 +152,42 @@ class JitFunction:
         self._last = None
         self._lock = threading.RLock()
         self.stats = {"compiles": 0, "disk_hits": 0, "specializations": 0, "compile_seconds": 0.0}
+        _live_functions.add(self)
+
+    # -- processes: pickling, DataLoader, bundles (prepjit/runtime/portable.py, dataloader.py, bundle.py) -------
+    def __reduce__(self):
+        from prepjit.runtime.portable import reduce_function
+
+        return reduce_function(self)
+
+    def __copy__(self):  # like Python functions: copying returns the function itself (it shares its code)
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    @property
+    def collate(self):
+        """A ready ``collate_fn`` for ``torch.utils.data.DataLoader``: raw samples → batched tensors via ``.batch``."""
+        from prepjit.runtime.dataloader import Collate
+
+        return Collate(self)
+
+    def udf(self, columns=None, output: str | None = None, threads: int | None = None):
+        """A batch UDF for columnar engines (Ray Data ``map_batches(..., batch_format="numpy")``): see batch_udf.py."""
+        from prepjit.runtime.batch_udf import BatchUDF
+
+        return BatchUDF(self, columns, output, threads)
+
+    def save(self, path) -> str:
+        """Write a self-contained bundle directory (IR, object code, manifest); ``prepjit.load(path)`` runs it."""
+        from prepjit.runtime.bundle import save
+
+        return save(self, path)
+
+    def _bundled_object(self, c):
+        """Object code shipped with this function for ``c.key`` (bundles), or None."""
+        return None
 
     def __repr__(self):
         return f"<prepjit.JitFunction {self.name} target={self.target}>"
@@ -159,6 +202,8 @@ class JitFunction:
         arrays = []
         for i, a in enumerate(args):
             if type(a) is not np.ndarray:
+                if type(a) is dict and len(args) == 1:  # a columnar batch: Ray Data map_batches(fn)
+                    return self.udf()(a)
                 if _is_torch_tensor(a):
                     torch_out = True
                 a = self._to_numpy(a, i)
@@ -322,9 +367,9 @@ class JitFunction:
 
         with self._lock:
             c = self._build(specs)
-            obj = None
+            obj = self._bundled_object(c)
             store = None
-            if self.cache:
+            if obj is None and self.cache:
                 from prepjit.runtime.cache import get_cache
 
                 store = get_cache()
@@ -352,9 +397,12 @@ class JitFunction:
                         self.stats["compiles"] += 1
                         self.stats["compile_seconds"] += c.compile_seconds
                         if store is not None:
-                            store.store(c.key, obj, {"function": f"{self.fn.__module__}.{self.fn.__qualname__}",
+                            from prepjit.runtime.portable import host_meta
+
+                            store.store(c.key, obj, {"function": f"{self.__module__}.{self.__qualname__}",
                                                      "target": self.target,
-                                                     "specialization": [spec_text(t) for t in c.program.inputs]})
+                                                     "specialization": [spec_text(t) for t in c.program.inputs],
+                                                     **host_meta()})
                 nat = native.load_object(obj, "prepjit_entry")
             self.stats["specializations"] += 1
             return Executable(c.program, nat, self.arg_names, [spec_text(t) for t in c.program.inputs])

@@ -70,6 +70,26 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def _ago(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= n:
+            return f"{seconds / n:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
+
+
+def _usable_here(entry) -> bool:
+    """Whether a cache entry was built for this machine and prepjit (entries from before host metadata count)."""
+    from prepjit.runtime.portable import host_meta
+
+    meta = entry.get("meta") or {}
+    if not entry["valid"]:
+        return False
+    if "host" not in meta:
+        return True
+    here = host_meta()
+    return all(meta.get(k) == here[k] for k in ("host", "llvm", "prepjit", "compiler"))
+
+
 def cmd_cache(args) -> int:
     from prepjit.runtime.cache import CompileCache, parse_size
 
@@ -79,17 +99,29 @@ def cmd_cache(args) -> int:
         print(f"directory: {info['directory']}")
         print(f"entries:   {info['entries']}")
         print(f"size:      {_human(info['size_bytes'])}")
+        entries = cache.entries()
+        stale = [e for e in entries if not _usable_here(e)]
+        if stale:
+            print(f"other CPUs / prepjit versions: {len(stale)} entries, {_human(sum(e['size'] for e in stale))} "
+                  f"(never loaded here; `prepjit cache prune --stale` removes them)")
         if info["by_function"]:
             print("by function:")
+            now = time.time()
             for name, d in sorted(info["by_function"].items()):
-                print(f"  {name}: {d['entries']} entries, {_human(d['size_bytes'])}")
+                used = max((e["last_used"] for e in entries if (e["function"] or "<unknown>") == name), default=now)
+                print(f"  {name}: {d['entries']} entries, {_human(d['size_bytes'])}, last used "
+                      f"{_ago(now - used)} ago")
     elif args.action == "clear":
         n = cache.clear()
         print(f"removed {n} entries from {cache.directory}")
     elif args.action == "prune":
-        if args.max_size is None:
-            raise SystemExit("prepjit cache prune: --max-size is required (e.g. --max-size 500MB)")
-        n = cache.prune(parse_size(args.max_size))
+        if args.max_size is None and not args.stale:
+            raise SystemExit("prepjit cache prune: give --max-size (e.g. --max-size 500MB) and/or --stale")
+        n = 0
+        if args.stale:
+            n += sum(cache._remove(e) for e in cache.entries() if not _usable_here(e))
+        if args.max_size is not None:
+            n += cache.prune(parse_size(args.max_size))
         print(f"removed {n} entries; {_human(cache.info()['size_bytes'])} left in {cache.directory}")
     return 0
 
@@ -161,14 +193,25 @@ def main(argv=None) -> int:
     pc = sub.add_parser("cache", help="inspect or clean the on-disk compile cache")
     pc.add_argument("action", choices=("info", "clear", "prune"))
     pc.add_argument("--cache-dir", default=None, help="default: $PREPJIT_CACHE_DIR or the user cache dir")
-    pc.add_argument("--max-size", default=None, help="for prune: e.g. 500MB")
+    pc.add_argument("--max-size", default=None, help="for prune: e.g. 500MB (least recently used go first)")
+    pc.add_argument("--stale", action="store_true", help="for prune: remove entries built for other CPUs or "
+                    "prepjit versions")
     pc.set_defaults(func=cmd_cache)
+
+    pw = sub.add_parser("warm", add_help=False, help="compile every signature= of MODULE(s) into the cache "
+                        "ahead of time (prepjit warm --help)")
+    pw.add_argument("args", nargs=argparse.REMAINDER)
 
     pd = sub.add_parser("demo", help="run a built-in example: cold vs warm compile, speed vs numpy")
     pd.add_argument("--n", type=int, default=10_000_000, help="elements (default 10M)")
     pd.add_argument("--show-ir", action="store_true")
     pd.set_defaults(func=cmd_demo)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["warm"]:  # its own parser (prepjit/warm.py), options and --help included
+        from prepjit.warm import main as warm_main
+
+        return warm_main(argv[1:])
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -22,6 +22,10 @@ class IRParseError(PrepjitError, ValueError):
     """Textual IR could not be parsed."""
 
 
+class BundleError(PrepjitError, ValueError):
+    """A bundle (``fn.save`` / ``prepjit.load``) is missing, truncated, tampered with, or incompatible."""
+
+
 class VerificationError(PrepjitError):
     """The IR is malformed."""
 

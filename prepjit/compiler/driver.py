@@ -76,7 +76,11 @@ def cache_key(traced: Function, target: str) -> str:
 def build(fn, specs: list[InputSpec], arg_names: list[str], name: str, target: str = "cpu",
           verify_each: bool = False) -> Compiled:
     """Trace and optimize; lower to a Program. No native code yet."""
-    traced = trace(fn, specs, arg_names, name)
+    return build_traced(trace(fn, specs, arg_names, name), target, verify_each)
+
+
+def build_traced(traced: Function, target: str = "cpu", verify_each: bool = False) -> Compiled:
+    """Optimize and lower an already-traced Function (from the tracer, or parsed from pickled/bundled IR text)."""
     traced_text = print_function(traced)
     optimized = clone_function(traced)
     optimization_pipeline(verify_each).run(optimized)

@@ -526,6 +526,7 @@ class CompileCache:
                     "path": str(path),
                     "valid": valid,
                     "in_memory": False,
+                    "meta": meta,
                 }
             )
         return out
@@ -544,6 +545,7 @@ class CompileCache:
                 "path": None,
                 "valid": True,
                 "in_memory": True,
+                "meta": item.entry.meta,
             }
             for key, item in items
         ]
@@ -553,7 +555,8 @@ class CompileCache:
 
         Keys: key, size, function, target, created, last_used, plus path (None
         for in-memory entries), valid (header intact and size consistent; the
-        payload checksum is only checked by load) and in_memory.
+        payload checksum is only checked by load), in_memory and meta (the
+        entry's metadata; ``{}`` when the header is invalid).
         """
         out = self._disk_entries() + self._memory_entries()
         out.sort(key=lambda e: (e["key"], e["in_memory"]))
