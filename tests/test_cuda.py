@@ -120,6 +120,24 @@ def crops(img):
     return I.pad(x, [1, 2], fill=7)
 
 
+def decoded(data):
+    return I.to_chw(I.resize(I.decode(data), [8, 8]))
+
+
+def keepdims(x, y):
+    return x - x.mean(axis=1, keepdims=True), (x * y).sum(axis=-1), np.max(y, axis=0, keepdims=True)
+
+
+def _png(a):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def f32(*shape, lo=-4, hi=4):
     return RNG.uniform(lo, hi, shape).astype(np.float32)
 
@@ -155,6 +173,8 @@ CASES = {
     "nearest_u8": (nearest_u8, [(img(20, 25),), (img(5, 30),)], 0),
     "color": (color, [(img(11, 13),), (img(6, 4),)], 0),
     "crops": (crops, [(img(21, 19),), (img(8, 9),)], 0),
+    "decoded": (decoded, [(_png(img(12, 10)),), (_png(img(9, 13)),)], 0),
+    "keepdims": (keepdims, [(f32(4, 6), f32(4, 6)), (f32(1, 3), f32(1, 3))], 1e-5),
 }
 
 
@@ -247,6 +267,52 @@ def test_emulator_catches_out_of_bounds_access():
 
     with pytest.raises(RuntimeError, match="AddressSanitizer|heap-buffer-overflow"):
         E.run(cpu, samples, threads=2, transform=off_by_one)
+
+
+# -- the runtime path (planner, staging, argument table, launch, cache) on an emulated device -----------------------
+@needs_cxx
+@needs_nvrtc
+def test_runtime_path_on_emulated_device(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREPJIT_CACHE_DIR", str(tmp_path))
+    fake = E.emulated_device(monkeypatch)
+    cpu, dev = _jit(small_eval), _jit(small_eval, "cuda")
+    imgs = [img(30, 41), img(17, 23), img(40, 12)[::-1]]  # ragged, one with a negative stride
+    out = dev.batch(imgs)
+    np.testing.assert_array_equal(np.asarray(out), cpu.batch(imgs))
+    assert dev.stats["compiles"] == 1 and fake.launches == 1  # one NVRTC compile, one launch for the batch
+    np.testing.assert_array_equal(np.asarray(dev(imgs[1])), cpu(imgs[1]))  # a call is a batch of one
+    # device-resident inputs are used in place (pointers and strides from __cuda_array_interface__)
+    np.testing.assert_array_equal(np.asarray(dev.batch([fake.asarray(i) for i in imgs])), cpu.batch(imgs))
+    # a new process (new function object): the cubin comes from the disk cache
+    again = _jit(small_eval, "cuda")
+    np.testing.assert_array_equal(np.asarray(again.batch(imgs[:2])), cpu.batch(imgs[:2]))
+    assert again.stats["compiles"] == 0 and again.stats["disk_hits"] == 1
+    # bad input: the CPU path's checks, before launch, naming the sample
+    launches = fake.launches
+    with pytest.raises(TypeError, match="sample 1"):
+        dev.batch([img(5, 5), img(5, 5)[:, :, 0]])
+    with pytest.raises(TypeError, match="sample 1"):
+        dev.batch([img(5, 5), "not an image"])
+    assert fake.launches == launches
+
+
+@needs_cxx
+@needs_nvrtc
+def test_runtime_numeric_structures_on_emulated_device(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREPJIT_CACHE_DIR", str(tmp_path))
+    E.emulated_device(monkeypatch, order="ascending")
+    for fn, samples in ((reductions, [(f32(6, 5, lo=0.5, hi=2),), (f32(6, 5, lo=0.5, hi=2),)]),
+                        (feat, [(f32(300, 7),), (f32(300, 7),)]),  # grid mode: a sample spans blocks
+                        (int_arith, CASES["int_arith_i8"][1] * 2)):
+        cpu, dev = _jit(fn), _jit(fn, "cuda")
+        cols = list(zip(*samples))
+        got, want = _leaves(dev.batch(*cols)), _leaves(cpu.batch(*cols))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g), w, rtol=1e-6)
+        for g, w in zip(_leaves(dev(*samples[0])), _leaves(cpu(*samples[0]))):
+            np.testing.assert_allclose(np.asarray(g), w, rtol=1e-6)
+    with pytest.raises(ValueError, match="broadcast"):
+        _jit(lambda x, y: x + y, "cuda")(f32(3), f32(4))
 
 
 # -- renderer structure ----------------------------------------------------------------------------------------

@@ -372,6 +372,7 @@ class CudaExecutable:
         self._pinned = None
         self._pinned_event = None
         self._lock = threading.Lock()
+        self.launches = 0
 
     def function(self):
         if self._function is None:
@@ -398,8 +399,9 @@ class CudaExecutable:
         if self._pinned_event is not None:
             self._pinned_event.synchronize()  # the previous copy out of this buffer has finished
         if self._pinned is None or self._pinned.size < nbytes:
-            mem = cupy.cuda.alloc_pinned_memory(max(nbytes, 1 << 20))
-            self._pinned = np.frombuffer(mem, np.uint8, max(nbytes, 1 << 20))
+            size = max(nbytes, 1 << 20)
+            mem = cupy.cuda.alloc_pinned_memory(size)
+            self._pinned = np.frombuffer(mem, np.uint8, size)
             self._pinned_mem = mem
         return self._pinned
 
@@ -408,8 +410,8 @@ class CudaExecutable:
         fn = self.function()
         plans = self.plan(samples)
         lay = layout_batch(self.program, plans, self.fn_name)
-        with self._lock:
-            stream = stream or cupy.cuda.get_current_stream()
+        stream = stream or cupy.cuda.get_current_stream()
+        with self._lock, stream:  # allocations are ordered on the stream the work goes to
             outs = [cupy.empty((lay.n,) + s, dt) for s, dt in zip(lay.out_shapes, lay.out_dtypes)]
             stage_dev = cupy.empty(max(lay.stage_nbytes, 1), np.uint8)
             temp_dev = cupy.empty(max(lay.temp_nbytes, 1), np.uint8)
@@ -422,7 +424,7 @@ class CudaExecutable:
                                           cupy.cuda.runtime.memcpyHostToDevice, stream.ptr)
             ev = cupy.cuda.Event(block=False, disable_timing=True)
             ev.record(stream)
-            self._pinned_event = ev
+            self._pinned_event = ev  # the next call waits for this copy before refilling the pinned buffer
             threads = self.source.block_threads
             gx = 1
             if self.source.mode == "grid":
@@ -431,7 +433,7 @@ class CudaExecutable:
             gy = min(lay.n, 65535)
             fn((gx, gy, 1), (threads, 1, 1), (np.int64(stage_dev.data.ptr + lay.args_offset), np.int64(lay.n)),
                stream=stream)
-            self._keep = (stage_dev, temp_dev)  # freed through CuPy's stream-ordered pool on the next call
+            self.launches += 1
         return outs
 
 

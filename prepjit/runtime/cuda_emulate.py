@@ -103,6 +103,9 @@ static void pj_run_block(const long long* args, long long n, int nthr) {
   for (auto& t : ts) t.join();
 }
 
+"""
+
+MAIN = r"""
 static void rd(FILE* f, void* p, size_t n) { if (n && fread(p, 1, n, f) != n) { fprintf(stderr, "short job\n"); exit(3); } }
 
 int main(int argc, char** argv) {
@@ -154,6 +157,19 @@ int main(int argc, char** argv) {
 }
 """
 
+LIBRARY = r"""
+extern "C" void pj_launch(const long long* args, long long n, long long gx, long long gy, long long nthr, long long order) {
+  pj_order = (int)order;
+  blockDim = {(unsigned)nthr, 1, 1};
+  gridDim = {(unsigned)gx, (unsigned)gy, 1};
+  for (long long y = 0; y < gy; ++y)
+    for (long long x = 0; x < gx; ++x) {
+      blockIdx = {(unsigned)x, (unsigned)y, 0};
+      pj_run_block(args, n, (int)nthr);
+    }
+}
+"""
+
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")
 
 
@@ -194,9 +210,33 @@ def build(source_text: str, sanitize: bool = True) -> Path:
         flags += SANITIZE_FLAGS
     salt = repr(flags) + cxx
     d = _build_dir()
-    drv = _compile(cxx, flags, DRIVER, d / f"driver-{hashlib.sha256((DRIVER + salt).encode()).hexdigest()[:24]}.o")
+    drv_text = DRIVER + MAIN
+    drv = _compile(cxx, flags, drv_text, d / f"driver-{hashlib.sha256((drv_text + salt).encode()).hexdigest()[:24]}.o")
     text = SHIM + source_text
     return _compile(cxx, flags, text, d / f"emu-{hashlib.sha256((text + salt).encode()).hexdigest()[:24]}", [drv])
+
+
+def load_library(source_text: str):
+    """The CUDA C as a shared library in this process (no sanitizers): ``launch(args_ptr, n, gx, gy, threads,
+    order)`` runs the grid on host threads, with the same deterministic scheduler."""
+    import ctypes
+
+    cxx = compiler()
+    if cxx is None:
+        raise CompileError("the CUDA emulation harness needs a C++ compiler (g++)")
+    flags = ["-std=c++17", "-O1", "-g0", "-ffp-contract=off", "-fno-fast-math", "-pthread", "-w", "-fPIC"]
+    salt = repr(flags) + cxx
+    d = _build_dir()
+    drv_text = DRIVER + LIBRARY
+    drv = _compile(cxx, flags, drv_text, d / f"libdrv-{hashlib.sha256((drv_text + salt).encode()).hexdigest()[:24]}.o")
+    text = SHIM + source_text
+    so = _compile(cxx, flags + ["-shared"], text,
+                  d / f"lib-{hashlib.sha256((text + salt).encode()).hexdigest()[:24]}.so", [drv])
+    lib = ctypes.CDLL(str(so))
+    fn = lib.pj_launch
+    fn.argtypes = [ctypes.c_void_p] + [ctypes.c_longlong] * 5
+    fn.restype = None
+    return fn
 
 
 def run(jit_fn, samples: list, threads: int = 4, order: str = "descending", sanitize: bool = True,
@@ -258,3 +298,109 @@ def run(jit_fn, samples: list, threads: int = 4, order: str = "descending", sani
         outs.append(np.frombuffer(data[pos:pos + nb], dt).reshape((lay.n,) + s).copy())
         pos += nb
     return outs, src
+
+
+# -- an emulated device for the runtime path ------------------------------------------------------------------------
+class _Ptr:
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+
+class _DevArray:
+    """Host memory standing in for a CuPy array: ``.data.ptr``, shape/dtype, ``__array__``, indexing."""
+
+    def __init__(self, a: np.ndarray):
+        self.a = a
+        self.shape, self.dtype = a.shape, a.dtype
+        self.data = _Ptr(a.ctypes.data)
+        self.__cuda_array_interface__ = {"shape": a.shape, "typestr": a.dtype.str, "strides": a.strides,
+                                         "data": (a.ctypes.data, False), "version": 3}
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+    def __getitem__(self, k):
+        return _DevArray(np.asarray(self.a[k]))
+
+
+class _Stream:
+    ptr = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def synchronize(self):
+        pass
+
+
+class _Event:
+    def __init__(self, **kw):
+        pass
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+class _Function:
+    """A launch runs on host threads; blocks get ``threads`` threads (the kernels are correct for any block
+    size; a few keep the scheduler cheap)."""
+
+    def __init__(self, launch, order, threads=4):
+        self.launch, self.order, self.threads = launch, order, threads
+
+    def __call__(self, grid, block, args, stream=None, shared_mem=0):
+        self.launch(int(args[0]), int(args[1]), grid[0], grid[1], min(block[0], self.threads), self.order)
+
+
+class FakeCupy:
+    """The part of CuPy ``prepjit.runtime.cuda`` uses, on host memory; kernels run through ``load_library``."""
+
+    def __init__(self, order: str = "descending"):
+        import ctypes
+        import types
+
+        self.order = 0 if order == "descending" else 1
+        self.launches = 0
+        rt = types.SimpleNamespace(
+            memcpyHostToDevice=1,
+            memcpyAsync=lambda dst, src, n, kind, stream: ctypes.memmove(dst, src, n),
+            getDeviceCount=lambda: 1)
+        self.cuda = types.SimpleNamespace(
+            runtime=rt, get_current_stream=lambda: _Stream(), Event=_Event,
+            alloc_pinned_memory=lambda n: bytearray(n), ExternalStream=lambda ptr: _Stream())
+        self.ndarray = _DevArray
+
+    def empty(self, shape, dtype):
+        return _DevArray(np.empty(shape, dtype))
+
+    def asarray(self, a):
+        return _DevArray(np.ascontiguousarray(np.asarray(a)))
+
+    def stack(self, xs):
+        return _DevArray(np.stack([np.asarray(x) for x in xs]))
+
+
+def emulated_device(monkeypatch, order: str = "descending"):
+    """Patch ``prepjit.runtime.cuda`` (with pytest's ``monkeypatch``) so ``target="cuda"`` functions run end to end
+    — real NVRTC cubins in the cache, the real planner/layout/staging/launch code — with the CUDA C executed on
+    the CPU. Returns the FakeCupy (``.launches`` counts kernel launches)."""
+    from prepjit.runtime import cuda as C
+
+    fake = FakeCupy(order)
+
+    def function(self):
+        if self._function is None:
+            self._function = _Function(load_library(self.source.text), fake.order)
+        fake.launches += 1
+        return self._function
+
+    monkeypatch.setattr(C, "cupy_module", lambda: fake)
+    monkeypatch.setattr(C, "device_arch", lambda: "sm_90")
+    monkeypatch.setattr(C.CudaExecutable, "function", function)
+    return fake
