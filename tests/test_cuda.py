@@ -320,10 +320,10 @@ def test_modes_and_barriers():
     assert C.render(_jit(feat)._compiled_for((f32(3, 3),))).mode == "grid"
     src = C.render(_jit(eval_tf)._compiled_for((img(300, 400),)))
     assert src.mode == "block" and src.stats["serial_regions"] == 0
-    # horizontal pass → barrier; vertical pass rows: the accumulator row keeps its thread mapping (no barrier
-    # per tap), one barrier per row for the window buffer the main nest reads
-    assert src.stats["syncs"] == 2
-    assert src.text.count("__syncthreads();") == 2
+    # three phases, two barriers: horizontal pass | vertical pass | main nest. The vertical pass's row
+    # accumulator is privatized (a per-thread scalar), so its rows and columns are one distributed loop
+    assert src.stats["syncs"] == 2 and src.text.count("__syncthreads();") == 2
+    assert src.text.count("+= PJ_NT) {") == 3 and "pv_scratch1" in src.text and "v_rs0_vrow = 0;" not in src.text
 
 
 @needs_nvrtc

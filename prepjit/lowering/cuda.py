@@ -12,10 +12,12 @@ The same ``Program`` the LLVM renderer consumes (same kernels, buffers, paramete
   stores to is stored at one index vector that contains the loop variable itself, and read in the loop only at
   that same index (``_parallel``). Perfect nests of such loops are collapsed into one linear loop
   (``for (l = tid; l < n0*n1*n2; l += nthreads)``) and loop-invariant ``If``s (the CPU's unit-stride versioning)
-  are unswitched out of the nest first. Loops that are not parallel run in every thread (uniformly, so barriers
-  inside them are legal) when they contain a distributed loop — e.g. the vertical resampling pass over rows, its
-  accumulator row distributed — and otherwise run in thread 0 only. So the image "pre" nests (horizontal pass →
-  scratch, vertical pass → window) and the main nest are phases of one block per sample.
+  are unswitched out of the nest first. A non-parallel loop over sibling row loops (the vertical resampling
+  pass: ``acc[j]`` reused for every output row) is fused and its row accumulator privatized into a per-thread
+  scalar (``_fuse_rows``), which makes it parallel. Loops that are still not parallel run in every thread
+  (uniformly, so barriers inside them are legal) when they contain a distributed loop, and otherwise run in
+  thread 0 only. So the image "pre" nests (horizontal pass → scratch, vertical pass → window) and the main nest
+  are three phases of one block per sample.
 * **Barriers only where needed.** After a distributed loop a ``__syncthreads()`` is emitted unless every buffer
   it touches that is written in the kernel is touched everywhere with the same thread mapping (same collapsed
   inner extents, same index vector up to renaming): then each thread only ever reads what it wrote itself.
@@ -188,7 +190,12 @@ def _loads(stmts):
 
 
 def _stored(stmts) -> set:
-    return {s.buf for s in _all_stmts(stmts) if isinstance(s, Store)}
+    return {s.buf for s in _all_stmts(stmts) if isinstance(s, Store) and not _private(s.buf)}
+
+
+def _private(buf: str) -> bool:
+    """A buffer replaced by a per-thread local variable (``_fuse_rows``)."""
+    return buf.startswith("@")
 
 
 def _parallel(f: For) -> bool:
@@ -197,7 +204,7 @@ def _parallel(f: For) -> bool:
     the body only at that vector."""
     where: dict = {}
     for s in _all_stmts(f.body):
-        if isinstance(s, Store):
+        if isinstance(s, Store) and not _private(s.buf):
             key = (s.indices, s.strides)
             if where.setdefault(s.buf, key) != key:
                 return False
@@ -232,6 +239,127 @@ def _unswitch(stmts: tuple, written: set) -> tuple:
             out.append(For(s.var, s.extent, body))
         elif isinstance(s, If):
             out.append(If(s.cond, _unswitch(s.then, written), _unswitch(s.other, written)))
+        else:
+            out.append(s)
+    return tuple(out)
+
+
+def _accesses(stmts):
+    """(buffer, indices, strides, is_store) of every load and store in ``stmts``."""
+    for s in _all_stmts(stmts):
+        if isinstance(s, Store):
+            yield s.buf, s.indices, s.strides, True
+        for e in _stmt_exprs(s):
+            for n in walk(e):
+                if isinstance(n, Load):
+                    yield n.buf, n.indices, n.strides, False
+
+
+def _rebuffer(stmts, names: set):
+    """Loads and stores of ``names`` → the private (per-thread scalar) buffer ``@name``."""
+    from prepjit.lowering.loop_ir import map_expr
+
+    memo: dict = {}
+
+    def fn(e):
+        return Load("@" + e.buf, (), (), e.dtype) if isinstance(e, Load) and e.buf in names else e
+
+    def ex(e):
+        return map_expr(e, fn, memo)
+
+    out = []
+    for s in stmts:
+        if isinstance(s, Store):
+            buf, ind, st = ("@" + s.buf, (), ()) if s.buf in names else (s.buf, tuple(map(ex, s.indices)),
+                                                                      tuple(map(ex, s.strides)))
+            out.append(Store(buf, ind, st, ex(s.value)))
+        elif isinstance(s, For):
+            out.append(For(s.var, ex(s.extent), _rebuffer(s.body, names)))
+        elif isinstance(s, If):
+            out.append(If(ex(s.cond), _rebuffer(s.then, names), _rebuffer(s.other, names)))
+        else:
+            out.append(s)
+    return tuple(out)
+
+
+def _fuse_rows(stmts: tuple, kernel_body: tuple) -> tuple:
+    """Fuse a non-parallel loop's sibling loops over one row variable, and privatize its row accumulator.
+
+    ``for y { for j: acc[j] = init;  for k { for j: acc[j] += w[k] * mid[.., j] };  for j: out[y, j] = f(acc[j]) }``
+    (the vertical resampling pass: ``acc`` makes ``y`` serial) becomes
+    ``for y { for j { acc = init; for k { acc += ... }; out[y, j] = f(acc) } }`` with ``acc`` a per-thread scalar,
+    after which ``y`` and ``j`` are parallel: no barrier per output row. Legal when every buffer written in the
+    loop is accessed there only at one index vector containing ``j`` (distinct ``j`` never interact, so the ``j``
+    loops fuse and interchange with the ``k`` loops); a buffer is privatized when that vector is ``j`` alone, it is
+    used nowhere else in the kernel, and each ``j`` iteration first stores it unconditionally.
+    """
+    out = []
+    for s in stmts:
+        if isinstance(s, For):
+            fused = None if _parallel(s) else _try_fuse(s, kernel_body)
+            out.append(fused if fused is not None else For(s.var, s.extent, _fuse_rows(s.body, kernel_body)))
+        elif isinstance(s, If):
+            out.append(If(s.cond, _fuse_rows(s.then, kernel_body), _fuse_rows(s.other, kernel_body)))
+        else:
+            out.append(s)
+    return tuple(out)
+
+
+def _try_fuse(f: For, kernel_body: tuple):
+    chains, inner = [], []
+    for t in f.body:
+        chain, u = [], t
+        while isinstance(u, For) and len(u.body) == 1 and isinstance(u.body[0], For):
+            chain.append(u)
+            u = u.body[0]
+        if not isinstance(u, For):
+            return None
+        chains.append(chain)
+        inner.append(u)
+    var, ext = inner[0].var, inner[0].extent
+    if len(inner) < 2 or any(u.var != var or u.extent != ext for u in inner) or _uses_vars(ext, {var}):
+        return None
+    if any(_uses_vars(c.extent, {var}) for chain in chains for c in chain):
+        return None
+    where: dict = {}
+    written = _stored(f.body)
+    for buf, ind, st, _ in _accesses(f.body):
+        if buf in written and where.setdefault(buf, (ind, st)) != (ind, st):
+            return None
+    v = Var(var)
+    if any(v not in ind for ind, _ in where.values()):
+        return None
+    body = []
+    for chain, u in zip(chains, inner):
+        stmts = u.body
+        for c in reversed(chain):
+            stmts = (For(c.var, c.extent, stmts),)
+        body.extend(stmts)
+    body = tuple(body)
+    private = set()
+    outside = {a[0] for a in _accesses(_replace_stmt(kernel_body, f))}
+    for buf, (ind, _) in where.items():
+        if ind != (v,) or buf in outside:
+            continue
+        first = next((s for s in body if buf in {a[0] for a in _accesses((s,))}), None)
+        if isinstance(first, Store) and first.buf == buf and not any(
+                isinstance(n, Load) and n.buf == buf for n in walk(first.value)):
+            private.add(buf)
+    if not private:
+        return None
+    return For(f.var, f.extent, (For(var, ext, _rebuffer(body, private)),))
+
+
+def _replace_stmt(stmts, target):
+    """``stmts`` without ``target`` (by identity), recursively."""
+    out = []
+    for s in stmts:
+        if s is target:
+            continue
+        if isinstance(s, For):
+            out.append(For(s.var, s.extent, _replace_stmt(s.body, target)))
+        elif isinstance(s, If):
+            out.append(If(s.cond, _replace_stmt(s.then, target), _replace_stmt(s.other, target)))
         else:
             out.append(s)
     return tuple(out)
@@ -306,7 +434,11 @@ class CudaRenderer:
         written = _stored(k.body)
         self.written = written
         body = _unswitch(k.body, written)
+        body = _fuse_rows(body, body)
+        private = sorted({s.buf for s in _all_stmts(body) if isinstance(s, Store) and _private(s.buf)})
         self._plan(body)
+        for b in private:  # per-thread scalars (each use stores before it loads)
+            self.emit(f"{ctype(self.bufs[b[1:]].dtype)} pv_{b[1:]};")
         self.block_stmts(body, ())
         args = [f"{mem_ctype(b.dtype)}* __restrict__ b_{b.name}" if b.role != "in" else
                 f"const {mem_ctype(b.dtype)}* __restrict__ b_{b.name}" for b in k.buffers]
@@ -477,8 +609,14 @@ class CudaRenderer:
                 raise CompileError(f"cannot render {s!r}")
 
     def store(self, s: Store):
-        dt = self.bufs[s.buf].dtype
         v = self.expr(s.value)
+        if _private(s.buf):
+            self.emit(f"pv_{s.buf[1:]} = {v};")
+            for scope in self.scopes:
+                for e in [e for e in scope if s.buf in self._loaded(e)]:
+                    del scope[e]
+            return
+        dt = self.bufs[s.buf].dtype
         off = self.offset(s.indices, s.strides)
         if np.dtype(dt) == BOOL:
             v = f"(unsigned char)({v})"
@@ -540,6 +678,8 @@ class CudaRenderer:
         return name
 
     def _load(self, e: Load) -> str:
+        if _private(e.buf):
+            return f"pv_{e.buf[1:]}"
         text = f"b_{e.buf}[{self.offset(e.indices, e.strides)}]"
         return f"({text} != 0)" if np.dtype(e.dtype) == BOOL else text
 
