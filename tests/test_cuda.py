@@ -316,6 +316,13 @@ def test_runtime_numeric_structures_on_emulated_device(monkeypatch, tmp_path):
 
 
 # -- renderer structure ----------------------------------------------------------------------------------------
+def test_full_reductions_split_over_threads():
+    stats = C.render(_jit(reductions)._compiled_for((f32(6, 5),))).stats
+    assert stats["tree_reductions"] == 6  # max, any, min (each versioned twice): thread-0 code only stores init/final
+    src = C.render(_jit(lambda x: x.prod())._compiled_for((f32(5),)))
+    assert src.stats["tree_reductions"] == 0  # float products keep the CPU's sequential order
+
+
 def test_modes_and_barriers():
     assert C.render(_jit(feat)._compiled_for((f32(3, 3),))).mode == "grid"
     src = C.render(_jit(eval_tf)._compiled_for((img(300, 400),)))

@@ -15,8 +15,9 @@ The same ``Program`` the LLVM renderer consumes (same kernels, buffers, paramete
   are unswitched out of the nest first. A non-parallel loop over sibling row loops (the vertical resampling
   pass: ``acc[j]`` reused for every output row) is fused and its row accumulator privatized into a per-thread
   scalar (``_fuse_rows``), which makes it parallel. Loops that are still not parallel run in every thread
-  (uniformly, so barriers inside them are legal) when they contain a distributed loop, and otherwise run in
-  thread 0 only. So the image "pre" nests (horizontal pass → scratch, vertical pass → window) and the main nest
+  (uniformly, so barriers inside them are legal) when they contain a distributed loop; folds into one element
+  with an associative operation become per-thread partials and a shared-memory tree (``_tree_reduction``); the
+  rest runs in thread 0 only. So the image "pre" nests (horizontal pass → scratch, vertical pass → window) and the main nest
   are three phases of one block per sample.
 * **Barriers only where needed.** After a distributed loop a ``__syncthreads()`` is emitted unless every buffer
   it touches that is written in the kernel is touched everywhere with the same thread mapping (same collapsed
@@ -365,6 +366,53 @@ def _replace_stmt(stmts, target):
     return tuple(out)
 
 
+_MAX = {"f": lambda dt: float("inf"), "i": lambda dt: int(np.iinfo(dt).max), "u": lambda dt: int(np.iinfo(dt).max)}
+_MIN = {"f": lambda dt: -float("inf"), "i": lambda dt: int(np.iinfo(dt).min), "u": lambda dt: 0}
+_IDENTITY = {
+    "add": lambda dt: 0, "add_reassoc": lambda dt: 0, "mul": lambda dt: 1, "or": lambda dt: 0, "xor": lambda dt: 0,
+    "and": lambda dt: True if dt == BOOL else -1, "min": lambda dt: True if dt == BOOL else _MAX[dt.kind](dt),
+    "max": lambda dt: False if dt == BOOL else _MIN[dt.kind](dt),
+}
+
+
+def _tree_reduction(f: For):
+    """``f`` is a (perfect) nest folding values into one accumulator element with an associative, commutative
+    operation — ``acc[c] = op(acc[c], value)``, ``c`` loop-invariant, ``value`` not reading ``acc`` — so the fold
+    may be split over threads. Float ``add`` only when marked ``add_reassoc`` (the CPU path may reassociate it
+    too); float ``min``/``max`` are exact in any order. Returns (nest, store, value, op) or None."""
+    nest = [(f.var, f.extent)]
+    body = f.body
+    while len(body) == 1 and isinstance(body[0], For):
+        if _uses_vars(body[0].extent, {v for v, _ in nest}):
+            return None
+        nest.append((body[0].var, body[0].extent))
+        body = body[0].body
+    if len(body) != 1 or not isinstance(body[0], Store):
+        return None
+    st = body[0]
+    names = {v for v, _ in nest}
+    if any(_uses_vars(e, names) for e in (*st.indices, *st.strides)) or _private(st.buf):
+        return None
+    v = st.value
+    if not isinstance(v, Prim) or len(v.args) != 2:
+        return None
+    dt = np.dtype(v.dtype)
+    ok = v.op in ("min", "max") or (dt.kind in "iub" and v.op in ("add", "mul", "and", "or", "xor")) \
+        or v.op == "add_reassoc"
+    if not ok or v.op not in _IDENTITY:
+        return None
+    acc = Load(st.buf, st.indices, st.strides, dt)
+    if v.args[0] == acc:
+        rest = v.args[1]
+    elif v.args[1] == acc:
+        rest = v.args[0]
+    else:
+        return None
+    if any(isinstance(n, Load) and n.buf == st.buf for n in walk(rest)):
+        return None
+    return nest, st, rest, v.op
+
+
 def _collapse(f: For) -> list:
     """The perfect nest of parallel loops starting at ``f``: [(var, extent), ...], inner extents independent of
     the outer variables."""
@@ -415,6 +463,8 @@ class CudaRenderer:
         self.counter = 0
         self.syncs = 0
         self.serial_regions = 0
+        self.tree_reductions = 0
+        self.block_threads = BLOCK_THREADS
 
     # -- output helpers -------------------------------------------------------------------------------------
     def emit(self, line: str):
@@ -549,6 +599,8 @@ class CudaRenderer:
                     self.block_stmts(s.other, anc)
                     self.close_scope()
                 self.emit("}")
+            elif isinstance(s, For) and _tree_reduction(s) is not None:
+                self.tree_reduce(s, *_tree_reduction(s))
             else:
                 self.serial_regions += 1
                 self.emit("if (PJ_TID == 0) {")
@@ -558,13 +610,42 @@ class CudaRenderer:
                 self.emit("}")
                 self.sync()
 
-    def distributed(self, f: For):
-        sig, names = self.loop_sig[id(f)][:2]
-        nest = _collapse(f)
+    def tree_reduce(self, f: For, nest, store: Store, rest, op):
+        """A fold into one accumulator element: per-thread partials over the distributed nest, a fixed-shape
+        tree through shared memory, thread 0 folds the result into the accumulator. Deterministic."""
+        self.tree_reductions += 1
+        dt = self.bufs[store.buf].dtype
+        t = ctype(dt)
+        part = self.tmp("part")
+        self.emit(f"{t} {part} = {c_const(_IDENTITY[op](np.dtype(dt)), dt)};")
+        self.collapsed_loop(nest)
+        v = self.expr(rest)
+        self.emit(f"{part} = {self._prim(Prim(op, (_Raw(part, dt), _Raw(v, dt)), dt))};")
+        self.close_scope()
+        self.emit("}")
+        red = self.tmp("red")
+        self.emit(f"__shared__ {t} {red}[{self.block_threads}];")
+        self.emit(f"{red}[threadIdx.x] = {part};")
+        self.sync()
+        self.emit("for (long long pj_w = 1; pj_w < PJ_NT; pj_w *= 2) {")
+        self.depth += 1
+        self.emit(f"if (PJ_TID % (2 * pj_w) == 0 && PJ_TID + pj_w < PJ_NT) "
+                  f"{red}[PJ_TID] = {self._prim(Prim(op, (_Raw(f'{red}[PJ_TID]', dt), _Raw(f'{red}[PJ_TID + pj_w]', dt)), dt))};")
+        self.emit("__syncthreads();")
+        self.depth -= 1
+        self.emit("}")
+        self.emit("if (PJ_TID == 0) {")
+        self.open_scope()
+        self.store(Store(store.buf, store.indices, store.strides,
+                         Prim(op, (Load(store.buf, store.indices, store.strides, dt), _Raw(f"{red}[0]", dt)), dt)))
+        self.close_scope()
+        self.emit("}")
+        self.sync()
+
+    def collapsed_loop(self, nest):
+        """Open ``for (l = tid; l < prod(extents); l += nthreads) {`` declaring the nest's variables, in a new
+        scope (the caller closes it)."""
         exts = [self.expr(e) for _, e in nest]
-        inner = f
-        for _ in nest[1:]:
-            inner = inner.body[0]
         total = " * ".join(f"({e})" for e in exts) if len(exts) > 1 else exts[0]
         lin = self.tmp("l")
         self.emit(f"for (long long {lin} = PJ_TID; {lin} < {total}; {lin} += PJ_NT) {{")
@@ -577,6 +658,14 @@ class CudaRenderer:
             for k in range(len(nest) - 1, 0, -1):
                 self.emit(f"const long long v_{nest[k][0]} = {rest} % ({exts[k]}); {rest} /= ({exts[k]});")
             self.emit(f"const long long v_{nest[0][0]} = {rest};")
+        return None
+
+    def distributed(self, f: For):
+        nest = _collapse(f)
+        inner = f
+        for _ in nest[1:]:
+            inner = inner.body[0]
+        self.collapsed_loop(nest)
         self.thread_stmts(inner.body)
         self.close_scope()
         self.emit("}")
@@ -796,6 +885,7 @@ def render_program(kernels: list[Kernel], slots: list[str], name: str = "prepjit
                    block_threads: int = BLOCK_THREADS) -> CudaSource:
     """CUDA C for a whole Program: one ``__device__`` function per kernel, one ``__global__`` entry."""
     r = CudaRenderer()
+    r.block_threads = block_threads
     funcs = [r.kernel(k) for k in kernels]
     position = {s: k for k, s in enumerate(slots)}
     mode = "grid" if len(kernels) <= 1 and r.syncs == 0 and r.serial_regions == 0 else "block"
@@ -833,7 +923,7 @@ def render_program(kernels: list[Kernel], slots: list[str], name: str = "prepjit
         "",
     ])
     return CudaSource(text, ENTRY, nslots, mode, block_threads,
-                      {"syncs": r.syncs, "serial_regions": r.serial_regions})
+                      {"syncs": r.syncs, "serial_regions": r.serial_regions, "tree_reductions": r.tree_reductions})
 
 
 __all__ = ["CudaSource", "CudaRenderer", "render_program", "ENTRY", "PRELUDE", "ctype", "c_const"]

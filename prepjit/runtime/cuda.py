@@ -505,11 +505,13 @@ def _is_torch(x) -> bool:
 
 
 def _convert(jf, a, i):
-    if hasattr(a, "__cuda_array_interface__"):
+    if type(a) is np.ndarray:
+        return a
+    if _is_torch(a):  # torch first: its __cuda_array_interface__ raises for tensors that require grad
+        return DeviceArray(a.detach()) if a.device.type == "cuda" else jf._to_numpy(a, i)
+    if hasattr(a, "__cuda_array_interface__"):  # CuPy arrays, Numba device arrays, ...
         return DeviceArray(a)
-    if _is_torch(a) and a.device.type == "cuda":  # pragma: no cover - needs a GPU
-        return DeviceArray(a.detach())
-    return a if type(a) is np.ndarray else jf._to_numpy(a, i)
+    return jf._to_numpy(a, i)
 
 
 def _stream(torch_in: bool):

@@ -36,6 +36,7 @@ extern pj_dim3 blockDim, gridDim;
 void __syncthreads();
 #define __global__
 #define __device__
+#define __shared__ static  /* blocks run one at a time: one array per block is one per function */
 #define __forceinline__ inline
 #define __launch_bounds__(n)
 #define PJ_DEV static inline
