@@ -206,7 +206,7 @@ def build(source_text: str, sanitize: bool = True) -> Path:
     cxx = compiler()
     if cxx is None:
         raise CompileError("the CUDA emulation harness needs a C++ compiler (g++)")
-    flags = ["-std=c++17", "-O1", "-g0", "-ffp-contract=off", "-fno-fast-math", "-pthread", "-w"]
+    flags = ["-std=c++17", "-O0", "-g0", "-ffp-contract=off", "-fno-fast-math", "-pthread", "-w"]
     if sanitize:
         flags += SANITIZE_FLAGS
     salt = repr(flags) + cxx
@@ -225,7 +225,7 @@ def load_library(source_text: str):
     cxx = compiler()
     if cxx is None:
         raise CompileError("the CUDA emulation harness needs a C++ compiler (g++)")
-    flags = ["-std=c++17", "-O1", "-g0", "-ffp-contract=off", "-fno-fast-math", "-pthread", "-w", "-fPIC"]
+    flags = ["-std=c++17", "-O0", "-g0", "-ffp-contract=off", "-fno-fast-math", "-pthread", "-w", "-fPIC"]
     salt = repr(flags) + cxx
     d = _build_dir()
     drv_text = DRIVER + LIBRARY
