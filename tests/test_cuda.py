@@ -138,6 +138,10 @@ def _png(a):
     return buf.getvalue()
 
 
+def empty(x, m):
+    return x * 2 + 1, x.sum(axis=0), x.sum(), m & (x > 0)
+
+
 def f32(*shape, lo=-4, hi=4):
     return RNG.uniform(lo, hi, shape).astype(np.float32)
 
@@ -174,6 +178,8 @@ CASES = {
     "color": (color, [(img(11, 13),), (img(6, 4),)], 0),
     "crops": (crops, [(img(21, 19),), (img(8, 9),)], 0),
     "decoded": (decoded, [(_png(img(12, 10)),), (_png(img(9, 13)),)], 0),
+    "empty": (empty, [(f32(0, 3), np.zeros((0, 3), bool)), (f32(3, 0), np.zeros((3, 0), bool)),
+                      (f32(2, 3), np.array([[True, False, True]] * 2))], 1e-6),
     "keepdims": (keepdims, [(f32(4, 6), f32(4, 6)), (f32(1, 3), f32(1, 3))], 1e-5),
 }
 
@@ -376,6 +382,16 @@ def test_clear_error_without_device():
         jf.to("cuda").batch([f32(3), f32(4)])
     x = f32(3)
     np.testing.assert_allclose(jf.to("cpu")(x), feat(x), rtol=1e-6)
+
+
+def test_cli_prints_cuda_source(tmp_path):
+    (tmp_path / "gpumod.py").write_text("import numpy as np\nimport prepjit as pj\n\n@pj.jit_preprocess(target='cuda')\n"
+                                        "def f(x):\n    return np.sqrt(x) * 2\n")
+    env = dict(os.environ, PREPJIT_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pj.__file__)), str(tmp_path)]))
+    out = subprocess.run([sys.executable, "-m", "prepjit", "ir", "gpumod:f", "--stage", "cuda", "--spec", "float32[?]"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "prepjit_cuda_entry" in out.stdout and "sqrtf" in out.stdout, out.stderr
 
 
 def test_import_does_not_load_cupy():

@@ -308,7 +308,7 @@ def layout_batch(prog: Program, plans: list[SamplePlan], fn_name: str = "") -> B
     temp_off = 0
 
     def piece(region, off, nbytes):
-        k = (region, off)
+        k = (region, off, nbytes)  # an empty buffer may share its offset with the next one
         if k not in piece_of:
             piece_of[k] = len(lay.pieces)
             lay.pieces.append((region, off, nbytes))

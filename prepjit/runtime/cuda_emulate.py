@@ -131,8 +131,8 @@ int main(int argc, char** argv) {
   for (long long p = 0; p < npieces; ++p) {
     long long region = pieces[4 * p], off = pieces[4 * p + 1], nb = pieces[4 * p + 2];
     mem[p] = (unsigned char*)malloc(nb ? nb : 1);
-    if (region == 0) memcpy(mem[p], stage.data() + off, nb);
-    else memset(mem[p], (int)fill, nb);
+    if (nb && region == 0) memcpy(mem[p], stage.data() + off, nb);
+    else if (nb) memset(mem[p], (int)fill, nb);
   }
   std::vector<long long> table(n * nslots);
   for (long long i = 0; i < n * nslots; ++i)
@@ -148,10 +148,10 @@ int main(int argc, char** argv) {
   for (long long k = 0; k < nouts; ++k) outs[k].assign(out_sizes[k], 0);
   for (long long p = 0; p < npieces; ++p) {
     long long out = pieces[4 * p + 3];
-    if (out >= 0) memcpy(outs[out].data() + pieces[4 * p + 1], mem[p], pieces[4 * p + 2]);
+    if (out >= 0 && pieces[4 * p + 2]) memcpy(outs[out].data() + pieces[4 * p + 1], mem[p], pieces[4 * p + 2]);
   }
   FILE* o = fopen(argv[2], "wb");
-  for (long long k = 0; k < nouts; ++k) fwrite(outs[k].data(), 1, out_sizes[k], o);
+  for (long long k = 0; k < nouts; ++k) if (out_sizes[k]) fwrite(outs[k].data(), 1, out_sizes[k], o);
   fclose(o);
   for (long long p = 0; p < npieces; ++p) free(mem[p]);
   return 0;
@@ -214,7 +214,8 @@ def build(source_text: str, sanitize: bool = True) -> Path:
     drv_text = DRIVER + MAIN
     drv = _compile(cxx, flags, drv_text, d / f"driver-{hashlib.sha256((drv_text + salt).encode()).hexdigest()[:24]}.o")
     text = SHIM + source_text
-    return _compile(cxx, flags, text, d / f"emu-{hashlib.sha256((text + salt).encode()).hexdigest()[:24]}", [drv])
+    key = hashlib.sha256((text + salt + drv.name).encode()).hexdigest()[:24]  # the driver is part of the key
+    return _compile(cxx, flags, text, d / f"emu-{key}", [drv])
 
 
 def load_library(source_text: str):
@@ -232,7 +233,7 @@ def load_library(source_text: str):
     drv = _compile(cxx, flags, drv_text, d / f"libdrv-{hashlib.sha256((drv_text + salt).encode()).hexdigest()[:24]}.o")
     text = SHIM + source_text
     so = _compile(cxx, flags + ["-shared"], text,
-                  d / f"lib-{hashlib.sha256((text + salt).encode()).hexdigest()[:24]}.so", [drv])
+                  d / f"lib-{hashlib.sha256((text + salt + drv.name).encode()).hexdigest()[:24]}.so", [drv])
     lib = ctypes.CDLL(str(so))
     fn = lib.pj_launch
     fn.argtypes = [ctypes.c_void_p] + [ctypes.c_longlong] * 5
