@@ -162,7 +162,7 @@ class JitFunction:
                             f"got {len(columns)}")
         cols = []
         for name, c in zip(self.arg_names, columns):
-            if hasattr(c, "__cuda_array_interface__") or isinstance(c, np.ndarray) or _is_torch_tensor(c):
+            if isinstance(c, np.ndarray) or _is_torch_tensor(c) or hasattr(c, "__cuda_array_interface__"):
                 c = list(c)  # a stacked array: its rows are the samples
             elif not isinstance(c, (list, tuple)):
                 raise TypeError(f"{self.name}.batch(): argument {name!r} must be a list of samples, got "

@@ -46,7 +46,10 @@ from prepjit.lowering.loop_ir import (
 )
 
 ENTRY = "prepjit_cuda_entry"
-BLOCK_THREADS = 256
+# Threads per block: a grid-mode sample spans many blocks of GRID_THREADS; a block-mode sample is one block of
+# BLOCK_THREADS (larger, since a batch of a few hundred samples is a few hundred blocks; untuned without a GPU).
+GRID_THREADS = 256
+BLOCK_THREADS = 512
 
 _CTYPE = {
     "bool": "bool", "int8": "signed char", "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
@@ -882,13 +885,14 @@ class CudaRenderer:
 
 
 def render_program(kernels: list[Kernel], slots: list[str], name: str = "prepjit",
-                   block_threads: int = BLOCK_THREADS) -> CudaSource:
+                   block_threads: int | None = None) -> CudaSource:
     """CUDA C for a whole Program: one ``__device__`` function per kernel, one ``__global__`` entry."""
     r = CudaRenderer()
-    r.block_threads = block_threads
+    r.block_threads = block_threads or BLOCK_THREADS
     funcs = [r.kernel(k) for k in kernels]
     position = {s: k for k, s in enumerate(slots)}
     mode = "grid" if len(kernels) <= 1 and r.syncs == 0 and r.serial_regions == 0 else "block"
+    block_threads = block_threads or (GRID_THREADS if mode == "grid" else BLOCK_THREADS)
     if mode == "grid":
         tid = "((long long)blockIdx.x * blockDim.x + threadIdx.x)"
         nt = "((long long)gridDim.x * blockDim.x)"
