@@ -492,7 +492,9 @@ class CudaRenderer:
         self._plan(body)
         for b in private:  # per-thread scalars (each use stores before it loads)
             self.emit(f"{ctype(self.bufs[b[1:]].dtype)} pv_{b[1:]};")
+        self.shared: dict = {}
         self.block_stmts(body, ())
+        self.lines[:0] = [f"  __shared__ {t} {name}[{self.block_threads}];" for name, t in self.shared.items()]
         args = [f"{mem_ctype(b.dtype)}* __restrict__ b_{b.name}" if b.role != "in" else
                 f"const {mem_ctype(b.dtype)}* __restrict__ b_{b.name}" for b in k.buffers]
         args += [f"long long p_{p}" for p in k.params]
@@ -626,8 +628,8 @@ class CudaRenderer:
         self.emit(f"{part} = {self._prim(Prim(op, (_Raw(part, dt), _Raw(v, dt)), dt))};")
         self.close_scope()
         self.emit("}")
-        red = self.tmp("red")
-        self.emit(f"__shared__ {t} {red}[{self.block_threads}];")
+        red = f"pj_red_{np.dtype(dt).name}"  # one shared array per dtype and kernel (reductions are separated
+        self.shared[red] = t                 # by barriers)
         self.emit(f"{red}[threadIdx.x] = {part};")
         self.sync()
         self.emit("for (long long pj_w = 1; pj_w < PJ_NT; pj_w *= 2) {")
