@@ -150,6 +150,11 @@ def img(h, w, c=3):
     return RNG.integers(0, 256, (h, w, c), dtype=np.uint8)
 
 
+def ints(dtype, n):
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, info.max, n, endpoint=True).astype(dtype)
+
+
 def special(dtype):
     v = np.array([0.0, -0.0, 1.5, -1.5, 2.5, 300.7, -129.2, 3e9, -3e9, 1e19, -1e19, np.nan, np.inf, -np.inf, 7e4,
                   255.9], dtype)
@@ -160,14 +165,16 @@ CASES = {
     # name: (function, [samples]; each sample a tuple of arguments), rtol vs CPU and NumPy (0: exact);
     # image float paths: CPU exact, NumPy's spec within 1e-5 (FLOAT_IMAGE)
     "feat": (feat, [(f32(5, 7),), (f32(3, 9),)], 1e-6),
-    "int_arith_i8": (int_arith, [(RNG.integers(-128, 128, 40).astype(np.int8), RNG.integers(-128, 128, 40).astype(np.int8))], 0),
-    "int_arith_u16": (int_arith, [(RNG.integers(0, 2**16, 33).astype(np.uint16), RNG.integers(0, 2**16, 33).astype(np.uint16))], 0),
+    "int_arith_i8": (int_arith, [(ints(np.int8, 40), ints(np.int8, 40))], 0),
+    "int_arith_u16": (int_arith, [(ints(np.uint16, 33), ints(np.uint16, 33))], 0),
     "int_arith_i64": (int_arith, [(RNG.integers(-2**62, 2**62, 21), RNG.integers(-2**62, 2**62, 21))], 0),
     "casts_f32": (casts, [(special(np.float32),)], 0),
     "casts_f64": (casts, [(special(np.float64),)], 0),
     "cast_u32": (cast_u32, [(np.array([0.0, 1.5, 3e9, 4294967295.0, 65535.5, 7e4], np.float64),)], 0),
-    "logic": (logic, [(np.array([0.0, 1, np.nan, 2, -1], np.float32), np.array([0.0, 2, 1, np.nan, -1], np.float32))], 0),
-    "minmax": (minmax, [(np.array([0.0, -0.0, np.nan, 1, 2], np.float64), np.array([-0.0, 0.0, 1, np.nan, 3], np.float64))], 0),
+    "logic": (logic, [(np.array([0.0, 1, np.nan, 2, -1], np.float32),
+                       np.array([0.0, 2, 1, np.nan, -1], np.float32))], 0),
+    "minmax": (minmax, [(np.array([0.0, -0.0, np.nan, 1, 2], np.float64),
+                         np.array([-0.0, 0.0, 1, np.nan, 3], np.float64))], 0),
     "math64": (math64, [(RNG.uniform(-5, 5, 50),)], 1e-13),
     "layout": (layout, [(f32(4, 3), f32(4, 5)), (f32(6, 3), f32(6, 2))], 0),
     "reductions": (reductions, [(f32(6, 5, lo=0.5, hi=2),), (f32(2, 9, lo=0.5, hi=2),)], 1e-6),
@@ -385,8 +392,9 @@ def test_clear_error_without_device():
 
 
 def test_cli_prints_cuda_source(tmp_path):
-    (tmp_path / "gpumod.py").write_text("import numpy as np\nimport prepjit as pj\n\n@pj.jit_preprocess(target='cuda')\n"
-                                        "def f(x):\n    return np.sqrt(x) * 2\n")
+    (tmp_path / "gpumod.py").write_text(
+        "import numpy as np\nimport prepjit as pj\n\n@pj.jit_preprocess(target='cuda')\ndef f(x):\n"
+        "    return np.sqrt(x) * 2\n")
     env = dict(os.environ, PREPJIT_CACHE_DIR=str(tmp_path / "cache"),
                PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(pj.__file__)), str(tmp_path)]))
     out = subprocess.run([sys.executable, "-m", "prepjit", "ir", "gpumod:f", "--stage", "cuda", "--spec", "float32[?]"],

@@ -17,8 +17,8 @@ The same ``Program`` the LLVM renderer consumes (same kernels, buffers, paramete
   scalar (``_fuse_rows``), which makes it parallel. Loops that are still not parallel run in every thread
   (uniformly, so barriers inside them are legal) when they contain a distributed loop; folds into one element
   with an associative operation become per-thread partials and a shared-memory tree (``_tree_reduction``); the
-  rest runs in thread 0 only. So the image "pre" nests (horizontal pass → scratch, vertical pass → window) and the main nest
-  are three phases of one block per sample.
+  rest runs in thread 0 only. So the image "pre" nests (horizontal pass → scratch, vertical pass → window) and
+  the main nest are three phases of one block per sample.
 * **Barriers only where needed.** After a distributed loop a ``__syncthreads()`` is emitted unless every buffer
   it touches that is written in the kernel is touched everywhere with the same thread mapping (same collapsed
   inner extents, same index vector up to renaming): then each thread only ever reads what it wrote itself.
@@ -42,7 +42,7 @@ import numpy as np
 
 from prepjit.errors import CompileError
 from prepjit.lowering.loop_ir import (
-    BOOL, I64, Cond, Const, For, If, Kernel, Load, Param, Prim, Reduce, Store, Var, children, walk,
+    BOOL, Cond, Const, For, If, Kernel, Load, Param, Prim, Reduce, Store, Var, children, walk,
 )
 
 ENTRY = "prepjit_cuda_entry"
@@ -433,10 +433,14 @@ def _has_parallel(stmts) -> bool:
 
 
 class _Access:
-    __slots__ = ("buf", "write", "sig", "order", "serial")
+    """One load or store of a buffer written in the kernel: ``sig`` its thread mapping (None: all threads or
+    thread 0), ``order`` the program position of its block-level statement, ``anc`` the enclosing loops that all
+    threads run (a later iteration of one of them comes after any statement inside it)."""
 
-    def __init__(self, buf, write, sig, order, serial):
-        self.buf, self.write, self.sig, self.order, self.serial = buf, write, sig, order, serial
+    __slots__ = ("buf", "write", "sig", "order", "anc")
+
+    def __init__(self, buf, write, sig, order, anc):
+        self.buf, self.write, self.sig, self.order, self.anc = buf, write, sig, order, anc
 
 
 def _canon(indices, strides, names: list) -> tuple:
@@ -493,7 +497,7 @@ class CudaRenderer:
         for b in private:  # per-thread scalars (each use stores before it loads)
             self.emit(f"{ctype(self.bufs[b[1:]].dtype)} pv_{b[1:]};")
         self.shared: dict = {}
-        self.block_stmts(body, ())
+        self.block_stmts(body)
         self.lines[:0] = [f"  __shared__ {t} {name}[{self.block_threads}];" for name, t in self.shared.items()]
         args = [f"{mem_ctype(b.dtype)}* __restrict__ b_{b.name}" if b.role != "in" else
                 f"const {mem_ctype(b.dtype)}* __restrict__ b_{b.name}" for b in k.buffers]
@@ -506,9 +510,9 @@ class CudaRenderer:
         self.accesses: list[_Access] = []
         self.loop_sig: dict = {}     # id(For) -> (inner extents, names) for distributed loops
         self._order = 0
-        self._walk_plan(body, (), serial_ctx=False)
+        self._walk_plan(body, ())
 
-    def _note_exprs(self, exprs, sig, names, serial, anc):
+    def _note_exprs(self, exprs, sig, names, anc):
         for e in exprs:
             for n in walk(e):
                 if isinstance(n, Load) and n.buf in self.written:
@@ -520,10 +524,11 @@ class CudaRenderer:
             return None
         return (sig, _canon(node.indices, node.strides, names))
 
-    def _walk_plan(self, stmts, anc, serial_ctx):
+    def _walk_plan(self, stmts, anc):
+        """Mirror of ``block_stmts``: the same classification of block-level statements."""
         for s in stmts:
             self._order += 1
-            if isinstance(s, For) and not serial_ctx and _parallel(s):
+            if isinstance(s, For) and _parallel(s):
                 nest = _collapse(s)
                 names = [v for v, _ in nest]
                 sig = tuple(e for _, e in nest[1:])
@@ -535,34 +540,34 @@ class CudaRenderer:
                 self.loop_sig[id(s)] = (sig, names)
                 start = len(self.accesses)
                 for t in _all_stmts(inner.body):
-                    self._note_exprs(_stmt_exprs(t), sig, names, False, anc)
+                    self._note_exprs(_stmt_exprs(t), sig, names, anc)
                     if isinstance(t, Store) and t.buf in self.written:
                         self.accesses.append(_Access(t.buf, True, self._sig(sig, t, names), self._order, anc))
                 self.loop_sig[id(s)] += (start, len(self.accesses), self._order)
-            elif isinstance(s, For) and not serial_ctx and _has_parallel(s.body):
-                self._note_exprs((s.extent,), None, [], True, anc)
-                self._walk_plan(s.body, anc + (id(s),), False)
-            elif isinstance(s, If) and not serial_ctx:
-                self._note_exprs((s.cond,), None, [], True, anc)
-                self._walk_plan(s.then, anc, False)
-                self._walk_plan(s.other, anc, False)
-            else:  # thread-0 region
+            elif isinstance(s, For) and _has_parallel(s.body):
+                self._note_exprs((s.extent,), None, [], anc)
+                self._walk_plan(s.body, anc + (id(s),))
+            elif isinstance(s, If):
+                self._note_exprs((s.cond,), None, [], anc)
+                self._walk_plan(s.then, anc)
+                self._walk_plan(s.other, anc)
+            else:  # thread-0 region or tree reduction
                 for t in _all_stmts((s,)):
-                    self._note_exprs(_stmt_exprs(t), None, [], True, anc)
+                    self._note_exprs(_stmt_exprs(t), None, [], anc)
                     if isinstance(t, Store) and t.buf in self.written:
                         self.accesses.append(_Access(t.buf, True, None, self._order, anc))
 
     def _needs_sync_after(self, f: For) -> bool:
         sig, names, start, end, order = self.loop_sig[id(f)]
         mine = self.accesses[start:end]
-        anc = mine[0].serial if mine else ()
+        anc = mine[0].anc if mine else ()
         for a in mine:
             for b in self.accesses:
                 if b.buf != a.buf or b.sig == a.sig and b.sig is not None:
                     continue
                 if not (a.write or b.write):
                     continue
-                if b.order > order or set(b.serial) & set(anc):
+                if b.order > order or set(b.anc) & set(anc):
                     return True
         return False
 
@@ -576,7 +581,7 @@ class CudaRenderer:
         self.syncs += 1
         self.emit("__syncthreads();")
 
-    def block_stmts(self, stmts, anc):
+    def block_stmts(self, stmts):
         """Statements every thread of the sample executes in step (uniform control flow)."""
         for s in stmts:
             if isinstance(s, For) and id(s) in self.loop_sig:
@@ -589,19 +594,19 @@ class CudaRenderer:
                 n = self.expr(s.extent)
                 self.emit(f"for (long long v_{s.var} = 0; v_{s.var} < {n}; ++v_{s.var}) {{")
                 self.open_scope()
-                self.block_stmts(s.body, anc + (id(s),))
+                self.block_stmts(s.body)
                 self.close_scope()
                 self.emit("}")
             elif isinstance(s, If):
                 c = self.expr(s.cond)
                 self.emit(f"if ({c}) {{")
                 self.open_scope()
-                self.block_stmts(s.then, anc)
+                self.block_stmts(s.then)
                 self.close_scope()
                 if s.other:
                     self.emit("} else {")
                     self.open_scope()
-                    self.block_stmts(s.other, anc)
+                    self.block_stmts(s.other)
                     self.close_scope()
                 self.emit("}")
             elif isinstance(s, For) and _tree_reduction(s) is not None:
@@ -634,8 +639,8 @@ class CudaRenderer:
         self.sync()
         self.emit("for (long long pj_w = 1; pj_w < PJ_NT; pj_w *= 2) {")
         self.depth += 1
-        self.emit(f"if (PJ_TID % (2 * pj_w) == 0 && PJ_TID + pj_w < PJ_NT) "
-                  f"{red}[PJ_TID] = {self._prim(Prim(op, (_Raw(f'{red}[PJ_TID]', dt), _Raw(f'{red}[PJ_TID + pj_w]', dt)), dt))};")
+        pair = Prim(op, (_Raw(f"{red}[PJ_TID]", dt), _Raw(f"{red}[PJ_TID + pj_w]", dt)), dt)
+        self.emit(f"if (PJ_TID % (2 * pj_w) == 0 && PJ_TID + pj_w < PJ_NT) {red}[PJ_TID] = {self._prim(pair)};")
         self.emit("__syncthreads();")
         self.depth -= 1
         self.emit("}")

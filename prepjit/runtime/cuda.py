@@ -223,7 +223,8 @@ def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
     for i, c in enumerate(prog.constraints):
         args = [D.to_py(x) for x in c.args]
         env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
-        lines.append(f"    if not ({_CHECKS[c.kind].format(*args)}): raise {c.error}(_msg{i}.format({', '.join(args)}))")
+        cond = _CHECKS[c.kind].format(*args)
+        lines.append(f"    if not ({cond}): raise {c.error}(_msg{i}.format({', '.join(args)}))")
     for name, d in prog.params.items():
         if isinstance(d, tuple) and d[0] == "stride":
             _, buf, j = d
@@ -248,7 +249,8 @@ def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
             shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
             sized.append(f"{b.name!r}: ({shape}, _dt_{b.name})")
     params = ", ".join(prog.params)
-    lines.append(f"    return _Plan({{{', '.join(arrays)}}}, {{{', '.join(sized)}}}, [{params}{',' if params else ''}])")
+    arrays_text, sized_text = ", ".join(arrays), ", ".join(sized)
+    lines.append(f"    return _Plan({{{arrays_text}}}, {{{sized_text}}}, [{params}{',' if params else ''}])")
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<prepjit cuda planner {prog.name}>", "exec"), env)  # noqa: S102 - generated above
     plan = env["plan"]
