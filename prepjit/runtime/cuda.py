@@ -262,10 +262,14 @@ def _align(n: int, a: int = ALIGN) -> int:
     return (n + a - 1) // a * a
 
 
+PIECE, IMMEDIATE = 1, 0
+
+
 @dataclass
 class BatchLayout:
-    """Where everything of a batch lives. Pointer slots are (region, offset, nbytes) pieces, resolved against
-    the regions' base addresses: region "stage" (host data copied once), "temp" (device arena), ("out", k)."""
+    """Where everything of a batch lives. A pointer slot names a piece ``(region, offset, nbytes)`` resolved
+    against the regions' base addresses: "stage" (host data, copied once), "temp" (device arena), ("out", k);
+    other slots are immediate int64 values (size parameters, pointers of device-resident inputs)."""
 
     n: int
     nslots: int
@@ -277,21 +281,19 @@ class BatchLayout:
     out_shapes: list           # per-sample shape of each output
     out_dtypes: list
     pieces: list = field(default_factory=list)      # unique (region, offset, nbytes)
-    rows: list = field(default_factory=list)        # per sample: per slot, ("p", piece index) | ("d", ptr) | int
+    kinds: np.ndarray = None   # (N, NSLOTS) int8: PIECE or IMMEDIATE
+    values: np.ndarray = None  # (N, NSLOTS) int64: piece index or the value itself
 
     def resolve(self, bases: dict) -> np.ndarray:
         """The (N, NSLOTS) int64 argument table for region base addresses ``bases``."""
-        table = np.empty((self.n, self.nslots), np.int64)
-        addr = [bases[r] + off for r, off, _ in self.pieces]
-        for i, row in enumerate(self.rows):
-            table[i] = [addr[v[1]] if type(v) is tuple and v[0] == "p" else (v[1] if type(v) is tuple else v)
-                        for v in row]
-        return table
+        addr = np.array([bases[r] + off for r, off, _ in self.pieces] or [0], np.int64)
+        return np.where(self.kinds == PIECE, addr[np.where(self.kinds == PIECE, self.values, 0)], self.values)
 
 
 def layout_batch(prog: Program, plans: list[SamplePlan], fn_name: str = "") -> BatchLayout:
     n = len(plans)
     slots = prog.slots()
+    nbuf = len(prog.buffers)
     outputs = [b.name for b in prog.buffers.values() if b.kind == "output"]
     first = plans[0]
     out_shapes = [tuple(int(d) for d in first.sized[o][0]) for o in outputs]
@@ -303,27 +305,28 @@ def layout_batch(prog: Program, plans: list[SamplePlan], fn_name: str = "") -> B
                 raise ValueError(f"{fn_name}.batch(): sample {i}: output shape {got} differs from sample 0's "
                                  f"{shp}; outputs of a batch must agree in shape to be stacked")
     lay = BatchLayout(n, len(slots), 0, [], 0, 0, outputs, out_shapes, out_dtypes)
+    lay.kinds = np.full((n, len(slots)), IMMEDIATE, np.int8)
+    lay.kinds[:, :nbuf] = PIECE
+    lay.values = np.empty((n, len(slots)), np.int64)
     piece_of: dict = {}
-    staged: dict = {}    # id(host array) -> offset
+    staged: dict = {}    # id(host array) -> offset (tables and constants are shared by samples)
     keep = []
-    stage_off = 0
-    temp_off = 0
-
-    def piece(region, off, nbytes):
-        k = (region, off, nbytes)  # an empty buffer may share its offset with the next one
-        if k not in piece_of:
-            piece_of[k] = len(lay.pieces)
-            lay.pieces.append((region, off, nbytes))
-        return ("p", piece_of[k])
-
+    stage_off = temp_off = 0
     out_nbytes = [int(np.prod(s, dtype=np.int64)) * dt.itemsize for s, dt in zip(out_shapes, out_dtypes)]
+    roles = []           # per buffer slot: ("arr"|"out"|"temp", name or output index)
+    for name in slots[:nbuf]:
+        b = prog.buffers[name]
+        roles.append(("out", outputs.index(name)) if b.kind == "output" else
+                     ("arr", name) if b.kind in ("input", "const", "host", "table") else ("temp", name))
+    pieces = lay.pieces
     for i, p in enumerate(plans):
-        row = []
-        for name in slots[:len(prog.buffers)]:
-            if name in p.arrays:
-                arr = p.arrays[name]
+        row = lay.values[i]
+        for j, (role, ref) in enumerate(roles):
+            if role == "arr":
+                arr = p.arrays[ref]
                 if type(arr) is DeviceArray:
-                    row.append(("d", arr.ptr))
+                    lay.kinds[i, j] = IMMEDIATE
+                    row[j] = arr.ptr
                     continue
                 off = staged.get(id(arr))
                 if off is None:
@@ -331,17 +334,22 @@ def layout_batch(prog: Program, plans: list[SamplePlan], fn_name: str = "") -> B
                     lay.stage_parts.append((off, arr))
                     keep.append(arr)
                     stage_off = _align(stage_off + arr.nbytes)
-                row.append(piece("stage", off, arr.nbytes))
-            elif name in outputs:
-                k = outputs.index(name)
-                row.append(piece(("out", k), i * out_nbytes[k], out_nbytes[k]))
+                key = ("stage", off, arr.nbytes)
+            elif role == "out":
+                key = (("out", ref), i * out_nbytes[ref], out_nbytes[ref])
             else:
-                shape, dt = p.sized[name]
-                nbytes = int(np.prod([int(d) for d in shape], dtype=np.int64)) * np.dtype(dt).itemsize
-                row.append(piece("temp", temp_off, nbytes))
+                shape, dt = p.sized[ref]
+                nbytes = dt.itemsize
+                for d in shape:
+                    nbytes *= d
+                key = ("temp", temp_off, nbytes)  # an empty buffer may share its offset with the next one
                 temp_off = _align(temp_off + nbytes)
-        row.extend(int(v) for v in p.params)
-        lay.rows.append(row)
+            k = piece_of.get(key)
+            if k is None:
+                k = piece_of[key] = len(pieces)
+                pieces.append(key)
+            row[j] = k
+        row[nbuf:] = p.params
     lay.args_offset = stage_off
     lay.stage_nbytes = stage_off + n * len(slots) * 8
     lay.temp_nbytes = temp_off

@@ -261,17 +261,9 @@ def run(jit_fn, samples: list, threads: int = 4, order: str = "descending", sani
     stage = np.zeros(lay.stage_nbytes, np.uint8)
     fill_staging(lay, stage, {"stage": 0, "temp": 0, **{("out", k): 0 for k in range(len(lay.out_names))}})
     stage = stage[:lay.args_offset]
-    rows, kinds = [], []
-    for row in lay.rows:
-        for v in row:
-            if type(v) is tuple:
-                if v[0] != "p":
-                    raise ValueError("the emulator runs host inputs only")
-                rows.append(v[1])
-                kinds.append(1)
-            else:
-                rows.append(v)
-                kinds.append(0)
+    if any(type(a).__name__ == "DeviceArray" for p in plans for a in p.arrays.values()):
+        raise ValueError("the emulator runs host inputs only")
+    rows, kinds = lay.values.reshape(-1), lay.kinds.astype(np.int64).reshape(-1)
     pieces = []
     for region, off, nb in lay.pieces:
         out = region[1] if isinstance(region, tuple) else -1
