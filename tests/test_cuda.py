@@ -545,3 +545,37 @@ def test_every_primitive_emulated_matches_cpu(fn, sample, names):
         # fmin/fmax of zeros of both signs: either zero (implementation-defined, as for NumPy's own loops)
         assert_leaf(got, w, f"{fn.__name__}: {name}", ulp=3 if name in TRANSCENDENTAL else None,
                     zero_sign=name not in ("fmin", "fmax"))
+
+
+# -- resampling at many scales under the bounds checks (programs are shape-generic: one build, many sizes) --------
+def _rs_bilinear(img):
+    return I.center_crop(I.resize(img, 12, antialias=True), 10)
+
+
+def _rs_bicubic_f32(img):
+    return I.center_crop(I.resize(I.to_dtype(img, np.float32, scale=True), 12, interpolation="bicubic",
+                                  antialias=False), 10)
+
+
+def _rs_nearest(img):
+    return I.center_crop(I.resize(img, 12, interpolation="nearest"), 10)
+
+
+@needs_cxx
+@pytest.mark.parametrize("fn", [_rs_bilinear, _rs_bicubic_f32, _rs_nearest], ids=lambda f: f.__name__[4:])
+def test_emulated_resampling_any_scale_in_bounds(fn):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    cpu = _jit(fn)
+    side = st.integers(1, 60)
+
+    @settings(max_examples=12, deadline=None)
+    @given(side, side, side, side, st.integers(1, 4))
+    def check(h0, w0, h1, w1, c):
+        samples = [(img(h0, w0, c),), (img(h1, w1, c),)]  # ragged: two scales in one launch
+        outs, _ = E.run(cpu, samples, threads=3)
+        for i, s in enumerate(samples):
+            np.testing.assert_array_equal(outs[0][i], cpu(*s))
+
+    check()
