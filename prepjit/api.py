@@ -62,13 +62,44 @@ def _input_spec(s) -> InputSpec:
     return BYTES_SPEC if s is BYTES else InputSpec(s.dtype, s.shape)
 
 
+MAX_STATIC_CHANNELS = 4
+
+
+def _channels(shape) -> int | None:
+    """The channel count of an HWC image (rank 3, last axis <= 4): compiled as a constant, so per-pixel channel
+    loops unroll and vectorize; other sizes stay symbolic."""
+    c = shape[-1] if len(shape) == 3 else None
+    return c if c is not None and c <= MAX_STATIC_CHANNELS else None
+
+
 def _key(arrays) -> tuple:
-    """Specialization key: (dtype, rank) per array argument, a marker for encoded-bytes arguments."""
-    return tuple(BYTES_KEY if isinstance(a, bytes) else (a.dtype, a.ndim) for a in arrays)
+    """Specialization key: (dtype, rank, channels) per array argument, a marker for encoded-bytes arguments."""
+    return tuple(BYTES_KEY if isinstance(a, bytes) else (a.dtype, a.ndim, _channels(a.shape)) for a in arrays)
 
 
 def _spec_key(s) -> tuple:
-    return BYTES_KEY if s is BYTES else (s.dtype, len(s.shape))
+    return BYTES_KEY if s is BYTES else (s.dtype, len(s.shape), _channels(s.shape))
+
+
+def _spec_accepts(s, key) -> bool:
+    """Whether signature entry ``s`` covers arguments with specialization key ``key``."""
+    k = _spec_key(s)
+    return k == key or (k != BYTES_KEY and key != BYTES_KEY and k[:2] == key[:2] and k[2] is None)
+
+
+def _array_spec(a) -> InputSpec:
+    if isinstance(a, bytes):
+        return BYTES_SPEC
+    c = _channels(a.shape)
+    return InputSpec(a.dtype, (None,) * a.ndim if c is None else (None, None, c))
+
+
+def _signature_spec(s, key) -> InputSpec:
+    """The spec compiled for signature entry ``s`` called with arguments of key ``key`` (channels filled in)."""
+    spec = _input_spec(s)
+    if s is not BYTES and key[2] is not None and s.shape[-1] is None:
+        spec = InputSpec(s.dtype, s.shape[:-1] + (key[2],))
+    return spec
 
 
 def _is_torch_tensor(x) -> bool:
@@ -123,13 +154,15 @@ class JitFunction:
         return JitFunction(self.fn, target=target, cache=self.cache, signature=self.signature)
 
     # -- calling --------------------------------------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args, seed: int = 0, index: int = 0, **kwargs):
+        """Run on one sample. ``seed`` and ``index`` key the random ops (``random_resized_crop``, ...): the
+        same (seed, index) gives the same augmentation in any process, thread or batch."""
         if kwargs or len(args) != self._nargs:
             args = self._bind(args, kwargs)
         if self.target == "cuda":
             from prepjit.runtime import cuda
 
-            return cuda.run(self, [args], single=True)
+            return cuda.run(self, [args], single=True, seed=seed, index=index)
         torch_out = False
         arrays = []
         for i, a in enumerate(args):
@@ -142,18 +175,20 @@ class JitFunction:
         exe = self._execs.get(key)
         if exe is None:
             exe = self._specialize(arrays, key)
-        out = exe.run(*arrays)
+        out = exe.run(*arrays, _rng=(int(seed), int(index)))
         if torch_out:
             out = _to_torch(out, args)
         return out
 
-    def batch(self, *columns, threads: int | None = None):
+    def batch(self, *columns, threads: int | None = None, seed: int = 0, index: int = 0):
         """Run on N samples: one list per argument (``fn.batch(imgs)``, ``fn.batch(col0, col1)``).
 
         Samples may differ in size (ragged images); their outputs must agree in shape and are stacked into
         arrays with a leading N axis (same structure as a single call). Samples are split over ``threads``
         worker threads (default: the CPUs this process may use) running native code in parallel. Errors name
-        the sample index; a bad sample raises without touching the other outputs' memory safety.
+        the sample index; a bad sample raises without touching the other outputs' memory safety. Random ops
+        see sample ``i`` as ``index + i`` under ``seed``: pass the dataset index of the first sample, and any
+        split of the data into batches, threads or workers gives every sample the same augmentation.
         """
         from prepjit.runtime.threads import available_cpus, pool
 
@@ -176,7 +211,7 @@ class JitFunction:
         if self.target == "cuda":  # one launch for the whole batch (prepjit.runtime.cuda)
             from prepjit.runtime import cuda
 
-            return cuda.run(self, list(zip(*cols)), single=False)
+            return cuda.run(self, list(zip(*cols)), single=False, seed=seed, index=index)
         torch_out = any(_is_torch_tensor(c[0]) for c in cols)
 
         def sample(i):
@@ -189,9 +224,9 @@ class JitFunction:
             arrays = sample(i)
             key = _key(arrays)
             exe = self._execs.get(key) or self._specialize(arrays, key)
-            exe.run(*arrays, _out=out)
+            exe.run(*arrays, _out=out, _rng=(int(seed), int(index) + i))
 
-        first = self.__call__(*sample(0))
+        first = self.__call__(*sample(0), seed=seed, index=index)
         leaves, rebuild = _flatten(first)
         if torch_out:
             leaves = [np.asarray(x) for x in leaves]
@@ -268,15 +303,15 @@ class JitFunction:
                                 f"does not support (supported: {supported})")
         if self.signature is not None:
             for spec in self.signature:
-                if all(_spec_key(s) == k for s, k in zip(spec, key)):
-                    specs = [_input_spec(s) for s in spec]
+                if all(_spec_accepts(s, k) for s, k in zip(spec, key)):
+                    specs = [_signature_spec(s, k) for s, k in zip(spec, key)]
                     break
             else:
                 got = ", ".join(f"{n}: {_describe(a)}" for n, a in zip(self.arg_names, arrays))
                 want = " | ".join("(" + ", ".join(s.describe() for s in spec) + ")" for spec in self.signature)
                 raise TypeError(f"{self.name}(): arguments ({got}) match no declared signature; expected {want}")
         else:
-            specs = [BYTES_SPEC if isinstance(a, bytes) else InputSpec(a.dtype, (None,) * a.ndim) for a in arrays]
+            specs = [_array_spec(a) for a in arrays]
         exe = self._executable(tuple(specs))
         self._execs[key] = exe
         return exe
@@ -368,11 +403,11 @@ class JitFunction:
         if example is not None:
             arrays = [self._to_numpy(a, i) if type(a) is not np.ndarray else a for i, a in enumerate(example)]
             if self.signature is not None:
+                key = _key(arrays)
                 for spec in self.signature:
                     if all(s.matches(a) for s, a in zip(spec, arrays)):
-                        return self._build(tuple(_input_spec(s) for s in spec))
-            return self._build(tuple(BYTES_SPEC if isinstance(a, bytes) else InputSpec(a.dtype, (None,) * a.ndim)
-                                     for a in arrays))
+                        return self._build(tuple(_signature_spec(s, k) for s, k in zip(spec, key)))
+            return self._build(tuple(_array_spec(a) for a in arrays))
         if self._last is not None:
             return self._last
         if self.signature:

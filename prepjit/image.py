@@ -14,20 +14,29 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.types import check_dtype
 
-__all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad", "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw"]
+__all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad",
+           "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw",
+           "random_horizontal_flip", "random_resized_crop", "adjust_contrast"]
 
 
-def decode(data, mode: str = "RGB"):
+def decode(data, mode: str = "RGB", reduce=None):
     """Encoded image bytes (a ``bytes`` argument) → HWC uint8 (``mode`` "RGB", "L" or "RGBA"), decoded with
     Pillow before the kernel runs; its size is known only then (shape-generic code handles any size). Corrupt
-    or unsupported data raises ``ValueError`` naming the argument (and the sample, in ``.batch``)."""
+    or unsupported data raises ``ValueError`` naming the argument (and the sample, in ``.batch``).
+
+    ``reduce=None`` (default) decodes exactly. ``reduce="auto"`` lets the compiler plan a DCT-domain downscale
+    of JPEGs (libjpeg's 1/2, 1/4, 1/8) from the resize that follows: a 4000×3000 photo headed for a 256-pixel
+    shorter side decodes at 1/8 size. It is approximate — libjpeg's scaled IDCT is not torch's antialiased
+    resize (measured error in the README) — and much faster; ``reduce=2``, ``4`` or ``8`` forces a scale."""
     from prepjit.compiler.tracer import TracedBytes, _recorder
 
     if not isinstance(data, TracedBytes):
         raise TypeError(at(user_loc(), "decode expects a bytes argument of the jit function"))
     rec = _recorder()
-    return Traced(rec.emit("image.decode", [data._value], {"mode": str(mode), "sym_h": rec.fresh_sym(),
-                                                           "sym_w": rec.fresh_sym()}))
+    attrs = {"mode": str(mode), "sym_h": rec.fresh_sym(), "sym_w": rec.fresh_sym()}
+    if reduce is not None:
+        attrs["reduce"] = reduce
+    return Traced(rec.emit("image.decode", [data._value], attrs))
 
 
 def _image(img, what: str) -> Traced:
@@ -153,6 +162,24 @@ def adjust_saturation(img, saturation_factor: float):
     return _emit("image.blend", [x, gray], {"ratio": float(saturation_factor)})
 
 
+def adjust_contrast(img, contrast_factor: float):
+    """torchvision ``adjust_contrast``: blend with the mean of the grayscale image (floored for integer images,
+    averaged in float). The mean is a reduction, so this adds a small kernel before the pixel kernel."""
+    x = _image(img, "adjust_contrast")
+    if contrast_factor < 0:
+        raise ValueError(at(user_loc(), f"contrast_factor ({contrast_factor}) is not non-negative."))
+    c = x._value.type.shape[2]
+    if isinstance(c, int) and c not in (1, 3):
+        raise TypeError(at(user_loc(), f"adjust_contrast expects 1 or 3 channels, got {c}"))
+    if c == 1:
+        gray = _float_image(x)
+    else:
+        gray = _emit("image.rgb_to_grayscale", [x], {"num_output_channels": 1, "preserve_dtype": False})
+        if x.dtype.kind != "f":
+            gray = np.floor(gray)
+    return _emit("image.blend", [x, gray.mean()], {"ratio": float(contrast_factor)})
+
+
 def horizontal_flip(img):
     x = _image(img, "horizontal_flip")
     return x[:, ::-1]
@@ -161,6 +188,51 @@ def horizontal_flip(img):
 def vertical_flip(img):
     x = _image(img, "vertical_flip")
     return x[::-1]
+
+
+# -- random ops: per-sample parameters from the counter-based RNG (prepjit.kernels.rng) ----------------------
+def _rng_stream() -> int:
+    """A number for this random op, distinct within the traced function (its RNG stream)."""
+    from prepjit.compiler.tracer import _recorder
+
+    rec = _recorder()
+    rec.rng_streams = getattr(rec, "rng_streams", 0) + 1
+    return rec.rng_streams
+
+
+def random_horizontal_flip(img, p: float = 0.5):
+    """torchvision ``RandomHorizontalFlip(p)``: flips with probability ``p``, decided per sample by the
+    call's ``seed=`` and ``index=`` (see ``JitFunction.__call__``)."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+    from prepjit.kernels.rng import float_to_bits
+
+    x = _image(img, "random_horizontal_flip")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(at(user_loc(), f"random_horizontal_flip: p must be in [0, 1], got {p}"))
+    flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
+    return _emit("image.flip", [x], {"axis": 1, "flag": flag})
+
+
+def random_resized_crop(img, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), interpolation: str = "bilinear",
+                        antialias: bool = True):
+    """torchvision ``RandomResizedCrop(size, scale, ratio)``: a random box (torchvision's 10-attempt rule and
+    central fallback, ``prepjit.ir.image.random_resized_crop_params``) resized to ``size``; the box is drawn per
+    sample from the call's ``seed=`` and ``index=``."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+    from prepjit.kernels.rng import float_to_bits
+
+    x = _image(img, "random_resized_crop")
+    scale, ratio = tuple(float(v) for v in scale), tuple(float(v) for v in ratio)
+    if len(scale) != 2 or len(ratio) != 2 or scale[0] > scale[1] or ratio[0] > ratio[1] or min(scale) <= 0 \
+            or min(ratio) <= 0:
+        raise ValueError(at(user_loc(), f"random_resized_crop: scale and ratio must be increasing positive pairs, "
+                                        f"got {scale} and {ratio}"))
+    out = _pair(size, "random_resized_crop")
+    h, w = _hw(x)
+    args = (h, w, RNG_SEED, RNG_INDEX, _rng_stream(), *(float_to_bits(v) for v in scale + ratio))
+    top, left, ch, cw = (D.call("rrc_param", k, *args) for k in range(4))
+    box = _emit("image.crop_pad", [x], {"top": top, "left": left, "h": ch, "w": cw})
+    return resize(box, out, interpolation=interpolation, antialias=antialias)
 
 
 _MAX = {np.dtype(np.uint8): 255, np.dtype(np.int8): 127, np.dtype(np.int16): 32767, np.dtype(np.uint16): 65535,

@@ -90,7 +90,7 @@ def test_uint8_resize_bit_identical_to_torch(name):
 
 
 @given(h=st.integers(1, 48), w=st.integers(1, 48), oh=st.integers(1, 48), ow=st.integers(1, 48),
-       c=st.sampled_from([1, 3, 4]), aa=st.booleans(), mode=st.sampled_from(["bilinear", "bicubic", "nearest"]),
+       c=st.sampled_from([1, 3, 4, 5]), aa=st.booleans(), mode=st.sampled_from(["bilinear", "bicubic", "nearest"]),
        seed=st.integers(0, 2 ** 16))
 def test_uint8_resize_random_sizes(h, w, oh, ow, c, aa, mode, seed):
     img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
@@ -131,6 +131,22 @@ def _cropper(crop):
     if crop not in _CROPS:
         _CROPS[crop] = pj.jit_preprocess(lambda img: I.center_crop(img, crop))
     return _CROPS[crop]
+
+
+_RESIZE_CROPS: dict = {}
+
+
+@given(h=st.integers(1, 70), w=st.integers(1, 70), size=st.integers(1, 40), crop=st.integers(1, 50),
+       c=st.sampled_from([1, 3, 4]), seed=st.integers(0, 2 ** 16))
+def test_windowed_resize_random_sizes(h, w, size, crop, c, seed):
+    """resize → center_crop is one windowed resample (row tiles, column spans, padding): bit-exact vs torch."""
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+    key = (size, crop)
+    if key not in _RESIZE_CROPS:
+        _RESIZE_CROPS[key] = pj.jit_preprocess(lambda x: I.center_crop(I.resize(x, size, antialias=True), crop))
+    oh, ow = tv_resize_hw(h, w, size, -1, 1), tv_resize_hw(h, w, size, -1, 0)
+    want = _torch_center_crop(_torch_resize(img, oh, ow, True), crop, crop).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(_RESIZE_CROPS[key](img), want)
 
 
 def test_small_and_extreme_images_through_the_whole_pipeline():
@@ -297,8 +313,10 @@ def test_rgb_to_grayscale_matches_torch(dtype, channels):
     f = pj.jit_preprocess(lambda x: I.rgb_to_grayscale(x, channels))
     np.testing.assert_array_equal(f(img), want)
     np.testing.assert_array_equal(_gray_reference(img, channels), want)  # the op's NumPy reference too
-    with pytest.raises(ValueError, match="expects 3 channels"):
+    with pytest.raises(TypeError, match="expects 3 channels"):  # channel counts <= 4 are compiled in
         f(np.zeros((4, 4, 4), dtype))
+    with pytest.raises(ValueError, match="expects 3 channels"):  # larger ones are checked per call
+        f(np.zeros((4, 4, 5), dtype))
 
 
 def _tv_blend(image1, image2, ratio):
@@ -333,3 +351,79 @@ def test_brightness_and_saturation_match_torchvision(dtype, factor):
     np.testing.assert_array_equal(bright, (bw.to(torch.uint8) if dtype == np.uint8 else bw).permute(1, 2, 0).numpy())
     with pytest.raises(ValueError, match="not non-negative"):
         pj.jit_preprocess(lambda x: I.adjust_saturation(x, -1.0))(img)
+
+
+def _tv_adjust_contrast(t, factor):
+    """torchvision v2 adjust_contrast on a CHW tensor (grayscale floored for integer images, float mean)."""
+    fp = t.is_floating_point()
+    if t.shape[-3] == 3:
+        gray = _torch_gray(t)
+        if not fp:
+            gray = gray.floor_()
+    else:
+        gray = t if fp else t.to(torch.float32)
+    mean = torch.mean(gray, dim=(-3, -2, -1), keepdim=True)
+    return _tv_blend(t, mean, factor)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("factor", [0.0, 0.4, 1.0, 1.8])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_adjust_contrast_matches_torchvision(dtype, factor, channels):
+    f = pj.jit_preprocess(lambda x: I.adjust_contrast(x, factor))
+    for name in ("astronaut", "coffee"):
+        img = getattr(skdata, name)()[..., :channels]
+        if dtype != np.uint8:
+            img = (img / 255.0).astype(dtype)
+        want = _tv_adjust_contrast(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), factor)
+        want = want.permute(1, 2, 0).numpy()
+        if dtype == np.uint8:
+            np.testing.assert_array_equal(f(img), want)
+        else:  # the float mean: torch sums float32 pairwise, prepjit in float64
+            np.testing.assert_allclose(f(img), want, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="1 or 3 channels"):
+        f(np.zeros((4, 4, 4), dtype))
+    with pytest.raises(ValueError, match="not non-negative"):
+        pj.jit_preprocess(lambda x: I.adjust_contrast(x, -1))(img)
+
+
+def _big_photo_bytes(fmt="JPEG", size=(2048, 1536)):
+    from PIL import Image
+
+    big = Image.fromarray(skdata.astronaut()).resize(size, Image.BICUBIC)
+    return _encode(np.asarray(big), fmt)
+
+
+def _decode_resize(reduce, size=256):
+    return pj.jit_preprocess(lambda b: I.resize(I.decode(b, reduce=reduce), size, antialias=True),
+                             signature=(pj.BYTES,))
+
+
+def test_decode_reduce_auto_plans_a_dct_downscale_from_the_resize():
+    from prepjit.ir.image import _draft_scale
+
+    data = _big_photo_bytes()
+    exact, auto = _decode_resize(None), _decode_resize("auto")
+    want, got = exact(data), auto(data)
+    assert "min_short = 256" in auto.ir("optimized")
+    assert _draft_scale(2048, 1536, "auto", 0, 0, 256) == 4  # 1536 / 4 = 384 >= 256; / 8 = 192 < 256
+    assert _draft_scale(4000, 3000, "auto", 0, 0, 256) == 8
+    assert _draft_scale(300, 200, "auto", 0, 0, 256) == 1
+    assert _draft_scale(4000, 3000, "auto", 300, 500, 0) == 8 and _draft_scale(4000, 3000, "auto", 400, 0, 0) == 4
+    assert got.shape == want.shape
+    err = np.abs(got.astype(int) - want.astype(int))
+    assert err.mean() < 1.5 and np.percentile(err, 99) <= 12  # approximate by design (README: measured error)
+    assert not np.array_equal(got, want)  # ... and it did take the reduced path
+
+
+def test_decode_reduce_is_exact_when_it_cannot_apply():
+    png = _big_photo_bytes("PNG", (600, 500))
+    np.testing.assert_array_equal(_decode_resize("auto")(png), _decode_resize(None)(png))  # not a JPEG
+    jpg = _big_photo_bytes("JPEG", (600, 500))
+    plain = pj.jit_preprocess(lambda b: I.decode(b, reduce="auto"), signature=(pj.BYTES,))  # no resize after it
+    np.testing.assert_array_equal(plain(jpg), pj.jit_preprocess(I.decode, signature=(pj.BYTES,))(jpg))
+    assert "min_short = 0" in plain.ir("optimized")
+    forced = pj.jit_preprocess(lambda b: I.decode(b, reduce=2), signature=(pj.BYTES,))
+    assert forced(jpg).shape == (250, 300, 3)
+    with pytest.raises(ValueError, match="reduce must be"):
+        pj.jit_preprocess(lambda b: I.decode(b, reduce=3), signature=(pj.BYTES,))(jpg)

@@ -8,6 +8,9 @@ crops larger than the image).
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
 
 from prepjit.errors import UnsupportedError, at
@@ -69,8 +72,30 @@ def _crop_pad_infer(types, attrs, loc):
 DECODE_MODES = {"RGB": 3, "L": 1, "RGBA": 4}
 
 
-def decode_image(data, mode: str = "RGB") -> np.ndarray:
-    """Encoded image bytes (JPEG, PNG, ... anything Pillow reads) → HWC uint8 in ``mode`` (RGB, L or RGBA)."""
+JPEG_SCALES = (8, 4, 2)
+
+
+def _draft_scale(w: int, h: int, reduce, min_h: int, min_w: int, min_short: int) -> int:
+    """The libjpeg scale denominator for ``reduce``: an explicit 2/4/8, or for "auto" the largest one whose
+    decoded size (libjpeg rounds up) still covers the planned resize target."""
+    if reduce in JPEG_SCALES:
+        return int(reduce)
+    if reduce != "auto" or not (min_h or min_w or min_short):
+        return 1
+    for s in JPEG_SCALES:
+        sh, sw = -(-h // s), -(-w // s)
+        if sh >= min_h and sw >= min_w and min(sh, sw) >= min_short:
+            return s
+    return 1
+
+
+def decode_image(data, mode: str = "RGB", reduce=None, min_h: int = 0, min_w: int = 0,
+                 min_short: int = 0) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ... anything Pillow reads) → HWC uint8 in ``mode`` (RGB, L or RGBA).
+
+    ``reduce`` (JPEG only; other formats decode exactly): 2, 4 or 8 decodes at 1/2, 1/4, 1/8 size in the DCT
+    domain (Pillow's ``draft``); "auto" picks the largest such scale that still covers ``min_h`` × ``min_w``
+    or a shorter side of ``min_short`` (set by the compiler from the downstream resize)."""
     import io
 
     try:
@@ -79,6 +104,9 @@ def decode_image(data, mode: str = "RGB") -> np.ndarray:
         raise ImportError("prepjit.image.decode needs Pillow: pip install 'prepjit[image]'") from None
     try:
         with Image.open(io.BytesIO(data)) as im:
+            scale = _draft_scale(im.width, im.height, reduce, min_h, min_w, min_short) if reduce else 1
+            if scale > 1 and im.format == "JPEG":
+                im.draft(mode, (-(-im.width // scale), -(-im.height // scale)))
             arr = np.array(im.convert(mode))  # writable (asarray of a PIL image is a read-only view of bytes)
     except Exception as e:  # Pillow raises many types for bad data; the caller gets one, naming the problem
         raise ValueError(f"cannot decode image bytes ({len(data)} bytes): {e}") from None
@@ -88,13 +116,15 @@ def decode_image(data, mode: str = "RGB") -> np.ndarray:
 def _decode_infer(types, attrs, loc):
     if attrs["mode"] not in DECODE_MODES:
         raise ValueError(at(loc, f"decode: mode must be one of {sorted(DECODE_MODES)}, got {attrs['mode']!r}"))
+    if attrs.get("reduce") not in (None, "auto", *JPEG_SCALES):
+        raise ValueError(at(loc, f"decode: reduce must be None, 'auto', 2, 4 or 8, got {attrs['reduce']!r}"))
     h, w = D.sym(attrs["sym_h"]), D.sym(attrs["sym_w"])
     return Inferred([TensorType(np.dtype(np.uint8), (h, w, DECODE_MODES[attrs["mode"]]))])
 
 
 # Runs on the host in the call prologue (its sizes become new symbols); kernels read its result as a buffer.
 define(OpDef("image.decode", 1, ("mode", "sym_h", "sym_w"), frozenset({"image", "host"}), _decode_infer,
-             lambda data, mode, sym_h, sym_w: decode_image(data, mode)))
+             lambda data, mode, sym_h, sym_w, **plan: decode_image(data, mode, **plan)))
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
@@ -161,6 +191,18 @@ define(OpDef("image.rgb_to_grayscale", 1, ("num_output_channels",), frozenset({"
              _gray_reference))
 define(OpDef("image.resample", 1, ("mode", "antialias", "out_h", "out_w", "top", "left", "win_h", "win_w"),
              frozenset({"image"}), _resample_infer, _resample_reference))
+def _flip_infer(types, attrs, loc):
+    (t,) = types
+    if t.rank < 2:
+        raise TypeError(at(loc, f"flip expects an image with at least 2 dimensions, got rank {t.rank}"))
+    if attrs["axis"] not in (0, 1):
+        raise ValueError(at(loc, f"flip: axis must be 0 or 1, got {attrs['axis']}"))
+    return Inferred([t])
+
+
+# A flip decided per call (random_horizontal_flip): ``flag`` is a dim (0 or 1) evaluated by the prologue.
+define(OpDef("image.flip", 1, ("axis", "flag"), frozenset({"image", "layout"}), _flip_infer,
+             lambda x, axis, flag: np.flip(x, axis).copy() if flag else x))
 define(OpDef("image.crop_pad", 1, ("top", "left", "h", "w"), frozenset({"image", "layout"}), _crop_pad_infer,
              lambda x, top, left, h, w, fill=0: _window(x, top, left, h, w, fill)))
 
@@ -187,3 +229,50 @@ def tv_crop_anchor(img: int, crop: int) -> int:
 
 D.register_call("tv_resize_hw", tv_resize_hw)
 D.register_call("tv_crop_anchor", tv_crop_anchor)
+
+
+# -- random parameters (counter-based, see prepjit.kernels.rng), as dim functions of the sample's RNG key ------
+RNG_SEED, RNG_INDEX = D.sym("rng_seed"), D.sym("rng_index")  # bound per call from fn(..., seed=, index=)
+
+
+@lru_cache(maxsize=4096)
+def random_resized_crop_params(h: int, w: int, seed: int, index: int, stream: int, scale_lo: int, scale_hi: int,
+                               ratio_lo: int, ratio_hi: int) -> tuple[int, int, int, int]:
+    """torchvision v2 ``RandomResizedCrop.make_params`` (10 attempts, then the central fallback) with draws from
+    the counter-based RNG; float arguments arrive as their IEEE bits. Returns (top, left, height, width)."""
+    from prepjit.kernels.rng import bits_to_float, uniform
+
+    s0, s1, r0, r1 = (bits_to_float(b) for b in (scale_lo, scale_hi, ratio_lo, ratio_hi))
+    area = h * w
+    log_r0, log_r1 = math.log(r0), math.log(r1)
+    for attempt in range(10):
+        u = [uniform(seed, index, stream, 4 * attempt + k) for k in range(4)]
+        target_area = area * (s0 + (s1 - s0) * u[0])
+        aspect = math.exp(log_r0 + (log_r1 - log_r0) * u[1])
+        cw = int(round(math.sqrt(target_area * aspect)))
+        ch = int(round(math.sqrt(target_area / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(u[2] * (h - ch + 1)), int(u[3] * (w - cw + 1)), ch, cw
+    in_ratio = w / h
+    if in_ratio < min(r0, r1):
+        cw, ch = w, int(round(w / min(r0, r1)))
+    elif in_ratio > max(r0, r1):
+        ch, cw = h, int(round(h * max(r0, r1)))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def rrc_param(which: int, *args) -> int:
+    return random_resized_crop_params(*args)[which]
+
+
+def rng_bernoulli(seed: int, index: int, stream: int, p_bits: int) -> int:
+    """1 with probability p (torchvision: ``torch.rand(1) < p``), else 0."""
+    from prepjit.kernels.rng import bits_to_float, uniform
+
+    return int(uniform(seed, index, stream, 0) < bits_to_float(p_bits))
+
+
+D.register_call("rrc_param", rrc_param)
+D.register_call("rng_bernoulli", rng_bernoulli)

@@ -44,6 +44,10 @@ def rs_index(*a):
     return _table(*a)[1]
 
 
+def rs_start(*a):
+    return np.ascontiguousarray(_table(*a)[1][:, 0])
+
+
 def rs_weights(*a):
     return _table(*a)[2]
 
@@ -56,8 +60,36 @@ def rs_precision(*a):
     return _table(*a)[3]
 
 
+def _span(in_size, out_size, mode, antialias, path, start, count):
+    """[lo, hi): the input rows (or columns) that outputs [start, start + count) read (clamped like the passes)."""
+    if count <= 0:
+        return 0, 0
+    _, index, _, _ = _table(in_size, out_size, mode, antialias, path)
+    rows = index[max(0, min(start, out_size - 1)):max(0, min(start + count, out_size))]
+    if rows.size == 0:  # the window lies entirely in the padding: every output row reads the clamped edge row
+        edge = index[0 if start < 0 else out_size - 1]
+        return int(edge.min()), int(edge.max()) + 1
+    lo, hi = int(rows.min()), int(rows.max()) + 1
+    if start < 0:
+        lo = min(lo, int(index[0].min()))
+    if start + count > out_size:
+        hi = max(hi, int(index[out_size - 1].max()) + 1)
+    return lo, hi
+
+
+def rs_span_lo(*a):
+    return _span(*a)[0]
+
+
+def rs_span_len(*a):
+    lo, hi = _span(*a)
+    return hi - lo
+
+
 D.register_call("rs_taps", rs_taps)
 D.register_call("rs_precision", rs_precision)
+D.register_call("rs_span_lo", rs_span_lo)
+D.register_call("rs_span_len", rs_span_len)
 
 
 # -- crop_pad ---------------------------------------------------------------------------------------------------
@@ -76,6 +108,17 @@ def _crop_pad(ctx, op, out_idx):
     dt = op.result.type.dtype
     inner = ctx.convert(ctx.emit(x, [y, c, *out_idx[2:]]), dt)
     return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
+
+
+@index_map("image.flip")
+def _flip(ctx, op, out_idx):
+    x = op.operands[0]
+    axis = op.attrs["axis"]
+    i = out_idx[axis]
+    mirrored = prim("sub", prim("sub", ctx.dim(x.type.shape[axis]), idx(1)), i)
+    src = list(out_idx)
+    src[axis] = select(prim("ne", ctx.dim(op.attrs["flag"]), idx(0), dtype=BOOL), mirrored, i)
+    return ctx.convert(ctx.emit(x, src), op.result.type.dtype)
 
 
 # -- rgb_to_grayscale -----------------------------------------------------------------------------------------
@@ -115,9 +158,18 @@ class _AxisTables:
         taps = D.call("rs_taps", *args)
         self.size = ctx.table(rs_size, args, np.dtype(np.int64), (out_dim,))
         self.index = ctx.table(rs_index, args, np.dtype(np.int64), (out_dim, taps))
+        # every table but torch's non-antialiased float one (edge taps clamped) reads taps start, start + 1, ...
+        self.contiguous = path == 0 or antialias or RESAMPLE_MODES[mode] == "nearest"
+        self.start = ctx.table(rs_start, args, np.dtype(np.int64), (out_dim,)) if self.contiguous else None
         self.weights = ctx.table(rs_weights, args, wdtype, (out_dim, taps))
         self.precision = ctx.dim(D.call("rs_precision", *args))
         self.strides = (ctx.dim(taps), idx(1))
+
+    def tap_index(self, i, k):
+        """Source index of output ``i``'s tap ``k``."""
+        if self.contiguous:
+            return iadd(self.load(self.start, i), k)
+        return self.load(self.index, i, k)
 
     def load(self, buf, i, k=None):
         if k is None:
@@ -145,8 +197,9 @@ def _resample(ctx, op, out_idx):
 def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     """Loop nests (run before the kernel's main nest) computing the resample window into a small buffer.
 
-    1. horizontal pass, window columns only: ``mid[r, j, ch]`` for every input row (zero for columns outside the
-       resized image, which the vertical pass then maps to 0 exactly);
+    1. horizontal pass, for the window's columns and only the input rows the window's rows read:
+       ``mid[r, j, ch]`` (zero for columns outside the resized image, which the vertical pass then maps to 0
+       exactly); with a static channel count the channels of a pixel share each tap's index and weight;
     2. vertical pass row by row, vectorizable: for each output row, ``acc[:] += w[k] * mid[row_k, :]`` over the
        taps (contiguous rows of ``win_w * C`` values), then rounding/clamping into ``out[y, :]``.
     """
@@ -155,22 +208,28 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     xt = _AxisTables(ctx, w, a["out_w"], mode, a["antialias"], path, acc_dt)
     yt = _AxisTables(ctx, h, a["out_h"], mode, a["antialias"], path, acc_dt)
     win_h, win_w = a["win_h"], a["win_w"]
+    span = (h, a["out_h"], mode, int(a["antialias"]), path, a["top"], win_h)
+    lo, n_rows = D.call("rs_span_lo", *span), D.call("rs_span_len", *span)
     row_len = D.mul(win_w, c)
-    mid = ctx.scratch(dt, (h, win_w, c))
+    mid = ctx.scratch(dt, (n_rows, win_w, c))
     acc = ctx.scratch(acc_dt, (row_len,))
     out = ctx.scratch(dt, (win_h, win_w, c))
     out_h, out_w = ctx.dim(a["out_h"]), ctx.dim(a["out_w"])
+    lo_e = ctx.dim(lo)
 
-    # 1. horizontal pass (a fold over each column's own taps; gathering across columns measured slower)
-    fr, fx, fc, fk = (Var(f"rs{n}_h{s}") for s in ("row", "col", "ch", "tap"))
-    col = iadd(fx, ctx.dim(a["left"]))
-    cc = _clamp(col, out_w)
-    src = ctx.convert(ctx.emit(x, [fr, xt.load(xt.index, cc, fk), fc]), dt)
-    term = prim("mul", cast(src, acc_dt), xt.load(xt.weights, cc, fk))
-    total = Reduce(fk.name, xt.load(xt.size, cc), term, _acc_init(xt, acc_dt), "add", acc_dt)
-    value = select(_inside(col, out_w), _finish(total, xt, dt), const(0, dt))
-    fill = Store(mid.name, (fr, fx, fc), ctx.strides(mid), value)
-    ctx.pre.append(For(fr.name, ctx.dim(h), (For(fx.name, ctx.dim(win_w), (For(fc.name, ctx.dim(c), (fill,)),)),)))
+    # 1. horizontal pass
+    if isinstance(c, int):
+        ctx.pre.extend(_horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n))
+    else:
+        fr, fx, fc, fk = (Var(f"rs{n}_h{s}") for s in ("row", "col", "ch", "tap"))
+        col = iadd(fx, ctx.dim(a["left"]))
+        cc = _clamp(col, out_w)
+        src = ctx.convert(ctx.emit(x, [iadd(fr, lo_e), xt.tap_index(cc, fk), fc]), dt)
+        term = prim("mul", cast(src, acc_dt), xt.load(xt.weights, cc, fk))
+        total = Reduce(fk.name, xt.load(xt.size, cc), term, _acc_init(xt, acc_dt), "add", acc_dt)
+        value = select(_inside(col, out_w), _finish(total, xt, dt), const(0, dt))
+        fill = For(fc.name, ctx.dim(c), (Store(mid.name, (fr, fx, fc), ctx.strides(mid), value),))
+        ctx.pre.append(For(fr.name, ctx.dim(n_rows), (For(fx.name, ctx.dim(win_w), (fill,)),)))
 
     # 2. vertical pass, one output row at a time
     vy, vk, vj = (Var(f"rs{n}_v{s}") for s in ("row", "tap", "j"))
@@ -179,8 +238,8 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     one = (idx(1),)
     n_row = ctx.dim(row_len)
     init = Store(acc.name, (vj,), one, _acc_init(yt, acc_dt))
-    src_row = yt.load(yt.index, rr, vk)
-    term = prim("mul", cast(Load(mid.name, (src_row, vj), (n_row, idx(1)), dt), acc_dt), yt.load(yt.weights, rr, vk))
+    mid_row = prim("sub", yt.load(yt.index, rr, vk), lo_e)
+    term = prim("mul", cast(Load(mid.name, (mid_row, vj), (n_row, idx(1)), dt), acc_dt), yt.load(yt.weights, rr, vk))
     step = Store(acc.name, (vj,), one, prim("add", Load(acc.name, (vj,), one, acc_dt), term))
     valid = _inside(r, out_h)
     done = select(valid, _finish(Load(acc.name, (vj,), one, acc_dt), yt, dt), const(0, dt))
@@ -191,6 +250,64 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
         For(vj.name, n_row, (emit,)),
     )))
     return out
+
+
+TILE_ROWS = 16  # input rows filtered together: one SIMD lane per row
+
+
+def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n):
+    """The horizontal pass with rows as SIMD lanes (static channel count).
+
+    Channels-last pixels make a per-column fold scalar (each output column has its own taps). Filtering
+    TILE_ROWS rows at once instead makes every tap one vector multiply-add over the rows: the tile's columns
+    are first transposed to ``tin[col, ch, row]``, filtered into ``tout[j, ch, row]``, then transposed back into
+    ``mid``. Each output still accumulates its taps in torch's order, so results are unchanged.
+    """
+    a = op.attrs
+    R = TILE_ROWS
+    win_w = a["win_w"]
+    xspan = (w, a["out_w"], mode, int(a["antialias"]), path, a["left"], win_w)
+    xlo, n_cols = D.call("rs_span_lo", *xspan), D.call("rs_span_len", *xspan)
+    tin = ctx.scratch(dt, (n_cols, c, R))
+    tout = ctx.scratch(dt, (win_w, c, R))
+    lanes = ctx.scratch(acc_dt, (R,))
+    tile, p, ch, lane, j, k, jc = (Var(f"rs{n}_t{s}") for s in ("tile", "col", "ch", "lane", "j", "tap", "jc"))
+    one = (idx(1),)
+    lo_e, rows_e, xlo_e = ctx.dim(lo), ctx.dim(n_rows), ctx.dim(xlo)
+    first = prim("mul", tile, idx(R))
+    last_row = prim("sub", iadd(lo_e, rows_e), idx(1))
+
+    # transpose in (rows past the end repeat the last one; their results are never copied out)
+    row = prim("min", iadd(iadd(lo_e, first), lane), last_row)
+    load_in = Store(tin.name, (p, ch, lane), ctx.strides(tin),
+                    ctx.convert(ctx.emit(x, [row, iadd(p, xlo_e), ch]), dt))
+    transpose_in = For(lane.name, idx(R), (For(p.name, ctx.dim(n_cols), (For(ch.name, idx(c), (load_in,)),)),))
+    transpose_in = ctx.unit_stride_version(transpose_in, ch.name)
+
+    # filter: for each output column and channel, lanes[:] += w[k] * tin[src_k, ch, :] over the taps
+    col = iadd(j, ctx.dim(a["left"]))
+    out_w = ctx.dim(a["out_w"])
+    cc = _clamp(col, out_w)
+    src = prim("sub", xt.tap_index(cc, k), xlo_e)
+    tap = Load(tin.name, (src, ch, lane), ctx.strides(tin), dt)
+    step = Store(lanes.name, (lane,), one, prim("add", Load(lanes.name, (lane,), one, acc_dt),
+                                                prim("mul", cast(tap, acc_dt), xt.load(xt.weights, cc, k))))
+    value = select(_inside(col, out_w), _finish(Load(lanes.name, (lane,), one, acc_dt), xt, dt), const(0, dt))
+    per_channel = (
+        For(lane.name, idx(R), (Store(lanes.name, (lane,), one, _acc_init(xt, acc_dt)),)),
+        For(k.name, xt.load(xt.size, cc), (For(lane.name, idx(R), (step,)),), vectorize=False),
+        For(lane.name, idx(R), (Store(tout.name, (j, ch, lane), ctx.strides(tout), value),)),
+    )
+    filt = For(j.name, ctx.dim(win_w), (For(ch.name, idx(c), per_channel),))
+
+    # transpose out: the tile's valid rows into mid
+    n_valid = prim("min", idx(R), prim("sub", rows_e, first))
+    row_len = ctx.dim(D.mul(win_w, c))
+    copy = Store(mid.name, (iadd(first, lane), jc), (row_len, idx(1)), Load(tout.name, (jc, lane), (idx(R), idx(1)), dt))
+    transpose_out = For(lane.name, n_valid, (For(jc.name, row_len, (copy,)),))
+
+    n_tiles = ctx.dim(D.floordiv(D.add(n_rows, R - 1), R))
+    return [For(tile.name, n_tiles, (*transpose_in, filt, transpose_out))]
 
 
 def _acc_init(t: _AxisTables, acc_dt):

@@ -7,6 +7,8 @@ the Python prologue fills (pointers, then int64 parameters) and calls the kernel
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from llvmlite import ir
 
@@ -126,7 +128,7 @@ class LLVMRenderer:
         for s in stmts:
             getattr(self, "stmt_" + type(s).__name__)(s)
 
-    def _counted_loop(self, var: str, extent, body, carried=None):
+    def _counted_loop(self, var: str, extent, body, carried=None, vectorize=True):
         """``for var in [0, extent)``. ``body()`` renders the loop body in a new scope; with ``carried =
         (type, initial value)`` it returns the carried value's next value, and the loop returns the final one."""
         b = self.builder
@@ -152,12 +154,22 @@ class LLVMRenderer:
         i.add_incoming(b.add(i, ir.Constant(I64T, 1), name=f"{var}.next", flags=("nuw", "nsw")), b.block)
         if acc is not None:
             acc.add_incoming(nxt, b.block)
-        b.branch(header)
+        latch = b.branch(header)
+        if not vectorize:
+            latch.set_metadata("llvm.loop", self._no_vectorize_md())
         b.position_at_end(exit_)
         return acc
 
+    def _no_vectorize_md(self):
+        # a loop ID must be a distinct node whose first operand is itself; llvmlite cannot build that, so the
+        # node is tagged here and rewritten in the module text (see ``render_program``)
+        self._loop_ids = getattr(self, "_loop_ids", 0) + 1
+        flag = self.module.add_metadata([ir.MetaDataString(self.module, "llvm.loop.vectorize.enable"),
+                                         ir.Constant(I1, 0)])
+        return self.module.add_metadata([ir.MetaDataString(self.module, f"{_LOOP_ID_TAG}{self._loop_ids}"), flag])
+
     def stmt_For(self, s: For):
-        self._counted_loop(s.var, s.extent, lambda _: self.stmts(s.body))
+        self._counted_loop(s.var, s.extent, lambda _: self.stmts(s.body), vectorize=s.vectorize)
 
     def stmt_If(self, s: If):
         b = self.builder
@@ -404,5 +416,10 @@ class LLVMRenderer:
         return self.module
 
 
+_LOOP_ID_TAG = "prepjit.loop."
+_LOOP_ID_RE = re.compile(r'^(!\d+) = !\{ *!"' + re.escape(_LOOP_ID_TAG) + r'\d+" *, *', re.M)
+
+
 def render_program(kernels: list[Kernel], slots: list[str], name: str = "prepjit") -> str:
-    return str(LLVMRenderer(name).program(kernels, slots))
+    text = str(LLVMRenderer(name).program(kernels, slots))
+    return _LOOP_ID_RE.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}, ", text)

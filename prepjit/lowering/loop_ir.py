@@ -112,6 +112,7 @@ class For(Stmt):
     var: str
     extent: Expr
     body: tuple
+    vectorize: bool = True   # False: a short loop (e.g. a filter's taps) the renderer should keep scalar
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +304,8 @@ def print_stmts(stmts, indent: str, lines: list, counter: list):
     for s in stmts:
         if isinstance(s, For):
             ext = p(s.extent)
-            lines.append(f"{indent}scf.for %{s.var} = 0 to {ext} {{")
+            hint = "" if s.vectorize else " {scalar}"
+            lines.append(f"{indent}scf.for %{s.var} = 0 to {ext}{hint} {{")
             print_stmts(s.body, indent + "  ", lines, counter)
             lines.append(f"{indent}}}")
         elif isinstance(s, If):

@@ -126,6 +126,11 @@ class _KernelBuilder:
     def strides(self, buf: BufferInfo) -> tuple:
         return tuple(self.pb.stride(buf, k) for k in range(len(buf.shape)))
 
+    def unit_stride_version(self, nest: For, var: str) -> tuple:
+        """``nest``, or an If choosing a copy where the input strides ``var`` walks are the constant 1."""
+        inputs = {b.name for b in self.args.values() if b.kind in ("input", "host")}
+        return _versioned(nest.var, nest.extent, nest.body, inputs, var)
+
     def dim(self, d) -> Expr:
         return self.pb.dim(d)
 
@@ -179,16 +184,29 @@ class _KernelBuilder:
         return r
 
 
-def _nest(shape_exprs, var_prefix, body_fn, input_bufs) -> tuple:
-    """Perfect loop nest over ``shape_exprs``; the innermost loop is versioned for unit input strides."""
+def _nest(shape_exprs, var_prefix, body_fn, input_bufs, order=None) -> tuple:
+    """Perfect loop nest over ``shape_exprs`` (loops in ``order``, outermost first; default: dimension order);
+    the innermost loop is versioned for unit input strides."""
     vars_ = [Var(f"{var_prefix}{k}") for k in range(len(shape_exprs))]
     body = body_fn(vars_)
     if not vars_:
         return tuple(body)
-    stmts = _versioned(vars_[-1].name, shape_exprs[-1], tuple(body), input_bufs)
-    for k in range(len(vars_) - 2, -1, -1):
+    order = list(range(len(vars_))) if order is None else list(order)
+    inner = order[-1]
+    stmts = _versioned(vars_[inner].name, shape_exprs[inner], tuple(body), input_bufs)
+    for k in reversed(order[:-1]):
         stmts = (For(vars_[k].name, shape_exprs[k], stmts),)
     return stmts
+
+
+def _loop_order(shape) -> list[int]:
+    """Dimension order of an elementwise nest: a small static leading axis (the C of a CHW output) goes
+    innermost, so each pixel's channels are computed together from one channels-last read and the loop over
+    columns vectorizes; otherwise the output's own order."""
+    order = list(range(len(shape)))
+    if len(shape) >= 2 and isinstance(shape[0], int) and 1 < shape[0] <= 4:
+        order = order[1:] + [0]
+    return order
 
 
 def _exprs_of(stmts):
@@ -197,21 +215,24 @@ def _exprs_of(stmts):
             yield s.value
             yield from s.indices
         elif isinstance(s, For):
+            yield s.extent
             yield from _exprs_of(s.body)
 
 
-def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set) -> tuple:
-    """The innermost loop, or an If choosing between a unit-stride copy of it and the general one.
+def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set, walked: str | None = None) -> tuple:
+    """The loop ``for var < extent: body``, or an If choosing between a unit-stride copy of it and the general one.
 
-    Strides of inputs are runtime values; when the ones the innermost loop walks are 1 (the common contiguous
-    case) a copy with the stride folded to the constant 1 lets LLVM vectorize with plain vector loads.
+    Strides of inputs are runtime values; when the ones the loop variable ``walked`` (default: ``var``) walks
+    are 1 (the common contiguous case) a copy with the stride folded to the constant 1 lets LLVM vectorize with
+    plain vector loads.
     """
+    walked = walked or var
     candidates = []
     for e in _exprs_of(body):
         for n in walk(e):
             if isinstance(n, Load) and n.buf in input_bufs:
                 for i, s in zip(n.indices, n.strides):
-                    if isinstance(s, Param) and uses_var(i, var) and s not in candidates:
+                    if isinstance(s, Param) and uses_var(i, walked) and s not in candidates:
                         candidates.append(s)
     if not candidates:
         return (For(var, extent, body),)
@@ -230,6 +251,8 @@ def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set) -> tuple:
         if isinstance(s, Store):
             return Store(s.buf, tuple(map_expr(i, fold, memo) for i in s.indices),
                          tuple(map_expr(i, fold, memo) for i in s.strides), map_expr(s.value, fold, memo))
+        if isinstance(s, For):
+            return For(s.var, map_expr(s.extent, fold, memo), tuple(sub_stmt(b) for b in s.body))
         return s
 
     fast = tuple(sub_stmt(s) for s in body)
@@ -250,7 +273,7 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
         return stmts
 
     inputs = {b.name for b in arg_bufs if b.kind == "input"}
-    loops = _nest([pb.dim(d) for d in shape], "i", body, inputs)
+    loops = _nest([pb.dim(d) for d in shape], "i", body, inputs, _loop_order(shape))
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
            [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs] + _extra_buffers(kb)
     return Kernel(name, bufs, [], tuple(kb.pre) + loops)

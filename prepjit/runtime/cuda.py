@@ -194,7 +194,9 @@ def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
     env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_Plan": SamplePlan,
                  "_Dev": DeviceArray}
     env.update(D.CALLS)
-    lines = [f"def plan({', '.join(f'a{k}' for k in range(len(prog.inputs)))}):"]
+    args = [f"a{k}" for k in range(len(prog.inputs))] + ["_rng=(0, 0)"]
+    lines = [f"def plan({', '.join(args)}):",
+             "    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)"]
     for k, t in enumerate(prog.inputs):
         if not isinstance(t, TensorType):
             continue
@@ -241,8 +243,8 @@ def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
             arrays.append(f"{b.name!r}: _{b.name}")
         elif b.kind == "host":
             arrays.append(f"{b.name!r}: {b.name}")
-        elif b.kind == "table":
-            env[f"_mk_{b.name}"] = b.maker
+        elif b.kind == "table":  # cached by size here too: equal tables are one staged array per batch
+            env[f"_mk_{b.name}"] = lru_cache(maxsize=1024)(b.maker)
             arrays.append(f"{b.name!r}: _mk_{b.name}({', '.join(D.to_py(x) for x in b.maker_args)})")
         else:
             env[f"_dt_{b.name}"] = b.dtype
@@ -393,11 +395,12 @@ class CudaExecutable:
             self._function = mod.get_function(self.source.entry)
         return self._function
 
-    def plan(self, samples: list) -> list:
+    def plan(self, samples: list, seed: int = 0, index: int = 0) -> list:
+        """Host prologue per sample; random ops see sample ``i`` as ``(seed, index + i)``, as on the CPU."""
         plans = []
         for i, s in enumerate(samples):
             try:
-                plans.append(self.planner(*s))
+                plans.append(self.planner(*s, _rng=(int(seed), int(index) + i)))
             except (TypeError, ValueError, IndexError) as e:
                 if len(samples) == 1:
                     raise
@@ -415,10 +418,10 @@ class CudaExecutable:
             self._pinned_mem = mem
         return self._pinned
 
-    def run_batch(self, samples: list, stream=None):
+    def run_batch(self, samples: list, stream=None, seed: int = 0, index: int = 0):
         cupy = cupy_module()
         fn = self.function()
-        plans = self.plan(samples)
+        plans = self.plan(samples, seed, index)
         lay = layout_batch(self.program, plans, self.fn_name)
         stream = stream or cupy.cuda.get_current_stream()
         with self._lock, stream:  # allocations are ordered on the stream the work goes to
@@ -534,9 +537,9 @@ def _stream(torch_in: bool):
     return cupy.cuda.get_current_stream()
 
 
-def run(jf, samples: list, single: bool):
+def run(jf, samples: list, single: bool, seed: int = 0, index: int = 0):
     """Run N samples (tuples of arguments) in one launch; outputs in the function's structure, stacked unless
-    ``single``."""
+    ``single``. Random ops see sample ``i`` as ``(seed, index + i)``: the CPU path's augmentations."""
     from prepjit.api import _key
 
     device_arch()  # a clear error before any tracing when there is no device
@@ -553,7 +556,7 @@ def run(jf, samples: list, single: bool):
             raise TypeError(f"{jf.name}.batch(): sample {i} differs in dtype or rank from sample 0; a GPU batch is "
                             "one specialization")
     exe = jf._execs.get(key) or jf._specialize(list(conv[0]), key)
-    outs = exe.run_batch(conv, _stream(torch_in))
+    outs = exe.run_batch(conv, _stream(torch_in), seed, index)
     prog = exe.program
     cupy = cupy_module()
     by_name = dict(zip([b.name for b in prog.buffers.values() if b.kind == "output"], outs))

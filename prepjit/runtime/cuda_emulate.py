@@ -242,7 +242,7 @@ def load_library(source_text: str):
 
 
 def run(jit_fn, samples: list, threads: int = 4, order: str = "descending", sanitize: bool = True,
-        grid_x: int | None = None, fill: int = 0xA5, transform=None):
+        grid_x: int | None = None, fill: int = 0xA5, transform=None, seed: int = 0, index: int = 0):
     """Emulate ``jit_fn.batch`` for CUDA: list of per-sample argument tuples → stacked numpy outputs (a list, one
     per output buffer, in Program order) and the CudaSource. ``transform`` edits the CUDA C text first (tests
     of the harness itself)."""
@@ -255,7 +255,7 @@ def run(jit_fn, samples: list, threads: int = 4, order: str = "descending", sani
     prog = c.program
     src = render_program(prog.kernels, prog.slots(), prog.name, block_threads=threads)
     planner = build_planner(prog, jit_fn.arg_names, [spec_text(t) for t in prog.inputs])
-    plans = [planner(*s) for s in samples]
+    plans = [planner(*s, _rng=(seed, index + i)) for i, s in enumerate(samples)]
     lay = layout_batch(prog, plans, jit_fn.name)
     regions = {"stage": 0, "temp": 1}
     stage = np.zeros(lay.stage_nbytes, np.uint8)

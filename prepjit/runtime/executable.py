@@ -71,7 +71,8 @@ class Executable:
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
         params = [f"a{k}" for k in range(len(prog.inputs))]
         env.update(D.CALLS)  # named size rules used by dim expressions
-        lines.append(f"def run({', '.join(params + ['_out=None'])}):")
+        lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
+        lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
         # sizes of inputs; static dims are part of the specialization and are checked here
         for k, t in enumerate(prog.inputs):
             if not isinstance(t, TensorType):  # encoded bytes: read only by host ops below

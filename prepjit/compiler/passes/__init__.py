@@ -5,5 +5,6 @@ from prepjit.compiler.passes.cse import cse
 from prepjit.compiler.passes.dce import dce
 from prepjit.compiler.passes.fusion import fuse
 from prepjit.compiler.passes.infer_types import infer_types
+from prepjit.compiler.passes.plan_decode import plan_decode
 
-__all__ = ["canonicalize", "constant_fold", "cse", "dce", "fuse", "infer_types"]
+__all__ = ["canonicalize", "constant_fold", "cse", "dce", "fuse", "infer_types", "plan_decode"]

@@ -1,0 +1,113 @@
+"""Random image ops: per-sample parameters from the counter-based RNG, pixels exactly as torch computes them."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage import data as skdata
+
+import prepjit as pj
+from prepjit import image as I
+from prepjit.ir.image import random_resized_crop_params, rng_bernoulli
+from prepjit.kernels.rng import float_to_bits, uniform
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
+
+
+@pj.jit_preprocess
+def train_tf(img):
+    x = I.random_resized_crop(img, 224)
+    x = I.random_horizontal_flip(x)
+    x = I.to_dtype(x, np.float32, scale=True)
+    x = I.normalize(x, MEAN, STD)
+    return I.to_chw(x)
+
+
+def _params(h, w, seed, index, stream=1):
+    return random_resized_crop_params(h, w, seed, index, stream, *(float_to_bits(v) for v in SCALE + RATIO))
+
+
+def torch_train(img, seed, index):
+    """The same sample through torch ops, with the box and flip the RNG chose (torchvision's v2 arithmetic)."""
+    top, left, h, w = _params(*img.shape[:2], seed, index)
+    t = torch.from_numpy(np.ascontiguousarray(img[top:top + h, left:left + w])).permute(2, 0, 1)[None]
+    t = F.interpolate(t.contiguous(memory_format=torch.channels_last), size=(224, 224), mode="bilinear",
+                      antialias=True, align_corners=False)[0]
+    if rng_bernoulli(seed, index, 2, float_to_bits(0.5)):
+        t = t.flip(-1)
+    f = t.to(torch.float32).mul_(1.0 / 255)
+    return ((f - torch.tensor(MEAN).view(-1, 1, 1)) / torch.tensor(STD).view(-1, 1, 1)).numpy()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_training_pipeline_matches_torch_per_sample(name):
+    img = getattr(skdata, name)()
+    flips = 0
+    for index in range(12):
+        np.testing.assert_allclose(train_tf(img, seed=3, index=index), torch_train(img, 3, index), rtol=0, atol=1e-5)
+        flips += rng_bernoulli(3, index, 2, float_to_bits(0.5))
+    assert 0 < flips < 12  # both branches of the flip ran
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 90), w=st.integers(1, 90), seed=st.integers(0, 2 ** 63), index=st.integers(0, 2 ** 40))
+def test_training_pipeline_random_sizes_and_keys(h, w, seed, index):
+    img = np.random.default_rng(index % 1000).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    np.testing.assert_allclose(train_tf(img, seed=seed, index=index), torch_train(img, seed, index), rtol=0, atol=1e-5)
+
+
+def test_same_augmentation_whatever_the_batching():
+    imgs = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()] * 2
+    one = np.stack([train_tf(im, seed=11, index=100 + i) for i, im in enumerate(imgs)])
+    np.testing.assert_array_equal(train_tf.batch(imgs, seed=11, index=100, threads=1), one)
+    np.testing.assert_array_equal(train_tf.batch(imgs, seed=11, index=100, threads=2), one)
+    halves = [train_tf.batch(imgs[:3], seed=11, index=100), train_tf.batch(imgs[3:], seed=11, index=103)]
+    np.testing.assert_array_equal(np.concatenate(halves), one)
+    assert not np.array_equal(train_tf(imgs[0], seed=12, index=100), one[0])  # another seed, another crop
+
+
+def test_random_resized_crop_params_follow_torchvision_rules():
+    counts = {"fallback": 0}
+    for index in range(3000):
+        h, w = 50 + index % 200, 40 + (index * 7) % 300
+        top, left, ch, cw = _params(h, w, 5, index)
+        assert 0 <= top and top + ch <= h and 0 <= left and left + cw <= w and ch > 0 and cw > 0
+        # torchvision's rounding of the drawn area and ratio: area within scale, ratio within bounds (± rounding)
+        area = ch * cw / (h * w)
+        if not (SCALE[0] - 0.05 <= area <= SCALE[1] + 1e-9):
+            counts["fallback"] += 1
+            continue
+        assert RATIO[0] * 0.7 < cw / ch < RATIO[1] / 0.7
+    assert counts["fallback"] < 30
+    # a very elongated image cannot fit the ratio: torchvision's central fallback
+    assert _params(10, 1000, 0, 0) == (0, (1000 - round(10 * 4 / 3)) // 2, 10, round(10 * 4 / 3))
+    assert _params(1000, 10, 0, 0) == ((1000 - round(10 / (3 / 4))) // 2, 0, round(10 / (3 / 4)), 10)
+
+
+def test_rng_draws_are_uniform_and_keyed():
+    u = np.array([uniform(1, i, 1, 0) for i in range(20000)])
+    assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005 and u.min() >= 0 and u.max() < 1
+    assert np.histogram(u, bins=10, range=(0, 1))[0].min() > 1800
+    assert uniform(1, 5, 1, 0) != uniform(2, 5, 1, 0) != uniform(1, 6, 1, 0)
+    assert uniform(1, 5, 1, 0) != uniform(1, 5, 2, 0) != uniform(1, 5, 1, 1)
+    flips = sum(rng_bernoulli(9, i, 2, float_to_bits(0.3)) for i in range(20000))
+    assert abs(flips / 20000 - 0.3) < 0.015
+
+
+def test_random_ops_bad_arguments():
+    with pytest.raises(ValueError, match="p must be in"):
+        pj.jit_preprocess(lambda x: I.random_horizontal_flip(x, 1.5))(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="increasing positive pairs"):
+        pj.jit_preprocess(lambda x: I.random_resized_crop(x, 8, scale=(1.0, 0.5)))(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(TypeError, match=r"\(H, W, C\)"):
+        pj.jit_preprocess(lambda x: I.random_resized_crop(x, 8))(np.zeros((4, 4), np.uint8))
+
+
+def test_training_pipeline_is_one_kernel():
+    train_tf(skdata.astronaut())
+    assert train_tf.ir("lowered").count("kernel.func") == 1
+    assert math.isfinite(float(train_tf(skdata.astronaut()).sum()))
