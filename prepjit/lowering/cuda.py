@@ -418,14 +418,32 @@ def _tree_reduction(f: For):
 
 def _collapse(f: For) -> list:
     """The perfect nest of parallel loops starting at ``f``: [(var, extent), ...], inner extents independent of
-    the outer variables."""
+    the outer variables, in the order the linear thread index decomposes (last = fastest). Any order is legal
+    (the loops are parallel); the loop whose variable indexes the unit-stride dimension of the nest's first
+    store goes last, so consecutive threads write consecutive addresses (coalesced), whatever order the CPU
+    lowering chose (e.g. channels innermost for a CHW output)."""
     nest = [(f.var, f.extent)]
     body = f.body
     while len(body) == 1 and isinstance(body[0], For) and _parallel(body[0]) \
             and not _uses_vars(body[0].extent, {v for v, _ in nest}):
         nest.append((body[0].var, body[0].extent))
         body = body[0].body
+    names = {v for v, _ in nest}
+    store = next((s for s in _all_stmts(body) if isinstance(s, Store) and not _private(s.buf)), None)
+    if store is not None and len(nest) > 1 and not any(_uses_vars(e, names) for _, e in nest):
+        unit = [i.name for i, st in zip(store.indices, store.strides)
+                if isinstance(i, Var) and i.name in names and isinstance(st, Const) and st.value == 1]
+        if unit and unit[0] != nest[-1][0]:
+            k = [v for v, _ in nest].index(unit[0])
+            nest = nest[:k] + nest[k + 1:] + [nest[k]]
     return nest
+
+
+def _nest_body(f: For, depth: int) -> tuple:
+    """The body of the perfect nest of ``depth`` loops starting at ``f``."""
+    for _ in range(depth - 1):
+        f = f.body[0]
+    return f.body
 
 
 def _has_parallel(stmts) -> bool:
@@ -534,12 +552,9 @@ class CudaRenderer:
                 sig = tuple(e for _, e in nest[1:])
                 if any(any(isinstance(n, Var) for n in walk(e)) for e in sig):
                     sig = ("unique", id(s))  # inner extents vary: never comparable
-                inner = s
-                for _ in nest[1:]:
-                    inner = inner.body[0]
                 self.loop_sig[id(s)] = (sig, names)
                 start = len(self.accesses)
-                for t in _all_stmts(inner.body):
+                for t in _all_stmts(_nest_body(s, len(nest))):
                     self._note_exprs(_stmt_exprs(t), sig, names, anc)
                     if isinstance(t, Store) and t.buf in self.written:
                         self.accesses.append(_Access(t.buf, True, self._sig(sig, t, names), self._order, anc))
@@ -672,11 +687,8 @@ class CudaRenderer:
 
     def distributed(self, f: For):
         nest = _collapse(f)
-        inner = f
-        for _ in nest[1:]:
-            inner = inner.body[0]
         self.collapsed_loop(nest)
-        self.thread_stmts(inner.body)
+        self.thread_stmts(_nest_body(f, len(nest)))
         self.close_scope()
         self.emit("}")
 
