@@ -208,9 +208,9 @@ def _leaves(out):
 
 # -- 1. NVRTC -----------------------------------------------------------------------------------------------------
 @needs_nvrtc
-@pytest.mark.parametrize("name", [*CASES, "eval_tf"])
+@pytest.mark.parametrize("name", [*CASES, "eval_tf", "train"])
 def test_every_kernel_compiles_with_nvrtc(name):
-    extra = {"eval_tf": (eval_tf, [(img(300, 400),)])}
+    extra = {"eval_tf": (eval_tf, [(img(300, 400),)]), "train": (small_train, [(img(40, 31),)])}
     fn, samples = extra[name] if name in extra else CASES[name][:2]
     jf = _jit(fn, "cuda")
     text = jf.source("cuda", example=samples[0])
@@ -345,6 +345,9 @@ def test_modes_and_barriers():
     # scalar), so its rows and columns are one distributed loop: no loop over output rows in every thread
     assert 2 <= src.stats["syncs"] <= 6
     assert "pv_scratch" in src.text and "v_rs0_vrow = 0;" not in src.text
+    # the CHW output's column index varies fastest across threads (coalesced stores), whatever the loop order
+    main = src.text[src.text.rindex("for (long long l"):]
+    assert main.index("const long long v_i2") < main.index("const long long v_i0") < main.index("const long long v_i1")
 
 
 @needs_nvrtc
@@ -581,3 +584,31 @@ def test_emulated_resampling_any_scale_in_bounds(fn):
 
     check()
 
+
+# -- random augmentations: the same counter-based draws as the CPU path (per-sample host parameters) -------------
+def small_train(img):
+    x = I.random_resized_crop(img, 12)
+    x = I.random_horizontal_flip(x)
+    x = I.to_dtype(x, np.float32, scale=True)
+    return I.to_chw(I.normalize(x, MEAN, STD))
+
+
+@needs_cxx
+def test_emulated_random_augmentations_match_cpu():
+    cpu = _jit(small_train)
+    samples = [(img(40, 31),), (img(25, 50),), (img(33, 33),), (img(60, 20),)]
+    outs, _ = E.run(cpu, samples, threads=4, seed=7, index=100)
+    np.testing.assert_array_equal(outs[0], cpu.batch([s[0] for s in samples], seed=7, index=100))
+    for i, s in enumerate(samples):  # sample i is (seed, index + i), whatever the batch
+        np.testing.assert_array_equal(outs[0][i], cpu(*s, seed=7, index=100 + i))
+
+
+@needs_cxx
+@needs_nvrtc
+def test_runtime_random_augmentations_on_emulated_device(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREPJIT_CACHE_DIR", str(tmp_path))
+    E.emulated_device(monkeypatch)
+    cpu, dev = _jit(small_train), _jit(small_train, "cuda")
+    imgs = [img(40, 31), img(25, 50), img(33, 33)]
+    np.testing.assert_array_equal(np.asarray(dev.batch(imgs, seed=3, index=10)), cpu.batch(imgs, seed=3, index=10))
+    np.testing.assert_array_equal(np.asarray(dev(imgs[1], seed=3, index=11)), cpu(imgs[1], seed=3, index=11))
