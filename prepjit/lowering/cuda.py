@@ -18,7 +18,7 @@ The same ``Program`` the LLVM renderer consumes (same kernels, buffers, paramete
   (uniformly, so barriers inside them are legal) when they contain a distributed loop; folds into one element
   with an associative operation become per-thread partials and a shared-memory tree (``_tree_reduction``); the
   rest runs in thread 0 only. So the image "pre" nests (horizontal pass → scratch, vertical pass → window) and
-  the main nest are three phases of one block per sample.
+  the main nest are phases of one block per sample.
 * **Barriers only where needed.** After a distributed loop a ``__syncthreads()`` is emitted unless every buffer
   it touches that is written in the kernel is touched everywhere with the same thread mapping (same collapsed
   inner extents, same index vector up to renaming): then each thread only ever reads what it wrote itself.
