@@ -533,7 +533,14 @@ def _stream(torch_in: bool):
         import torch
 
         if torch.cuda.is_available():
-            return cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+            ts = torch.cuda.current_stream()
+            if hasattr(ts, "__cuda_stream__") and hasattr(cupy.cuda.Stream, "from_external"):
+                return cupy.cuda.Stream.from_external(ts)  # the CUDA stream protocol (CuPy >= 14)
+            import warnings
+
+            with warnings.catch_warnings():  # deprecated in CuPy 14, the only way before it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return cupy.cuda.ExternalStream(ts.cuda_stream)
     return cupy.cuda.get_current_stream()
 
 
