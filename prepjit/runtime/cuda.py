@@ -368,9 +368,6 @@ def fill_staging(lay: BatchLayout, buf: np.ndarray, bases: dict) -> None:
 
 
 # -- the executable ---------------------------------------------------------------------------------------------
-_modules_lock = threading.Lock()
-
-
 class CudaExecutable:
     """One compiled specialization on the GPU: ``run_batch(samples)`` → stacked outputs (CuPy arrays)."""
 
