@@ -16,7 +16,7 @@ from prepjit.compiler.tracer import BYTES_SPEC, InputSpec
 from prepjit.ir.types import DTYPE_NAMES, SUPPORTED_DTYPES, check_dtype
 from prepjit.runtime import forksafe  # noqa: F401 - installs the at-fork handlers
 
-TARGETS = ("cpu",)
+TARGETS = ("cpu", "cuda")
 
 _live_functions: "weakref.WeakSet[JitFunction]" = weakref.WeakSet()  # for the at-fork handler (runtime/forksafe.py)
 
@@ -192,12 +192,20 @@ class JitFunction:
     def __repr__(self):
         return f"<prepjit.JitFunction {self.name} target={self.target}>"
 
+    def to(self, target: str) -> "JitFunction":
+        """The same function compiled for another target ("cpu" or "cuda"); shares nothing but the cache."""
+        return JitFunction(self.fn, target=target, cache=self.cache, signature=self.signature)
+
     # -- calling --------------------------------------------------------------------------------------------
     def __call__(self, *args, seed: int = 0, index: int = 0, **kwargs):
         """Run on one sample. ``seed`` and ``index`` key the random ops (``random_resized_crop``, ...): the
         same (seed, index) gives the same augmentation in any process, thread or batch."""
         if kwargs or len(args) != self._nargs:
             args = self._bind(args, kwargs)
+        if self.target == "cuda":
+            from prepjit.runtime import cuda
+
+            return cuda.run(self, [args], single=True, seed=seed, index=index)
         torch_out = False
         arrays = []
         for i, a in enumerate(args):
@@ -234,7 +242,7 @@ class JitFunction:
                             f"got {len(columns)}")
         cols = []
         for name, c in zip(self.arg_names, columns):
-            if isinstance(c, np.ndarray) or _is_torch_tensor(c):
+            if isinstance(c, np.ndarray) or _is_torch_tensor(c) or hasattr(c, "__cuda_array_interface__"):
                 c = list(c)  # a stacked array: its rows are the samples
             elif not isinstance(c, (list, tuple)):
                 raise TypeError(f"{self.name}.batch(): argument {name!r} must be a list of samples, got "
@@ -245,6 +253,10 @@ class JitFunction:
             raise ValueError(f"{self.name}.batch(): columns have different lengths {[len(c) for c in cols]}")
         if n == 0:
             raise ValueError(f"{self.name}.batch(): empty batch")
+        if self.target == "cuda":  # one launch for the whole batch (prepjit.runtime.cuda)
+            from prepjit.runtime import cuda
+
+            return cuda.run(self, list(zip(*cols)), single=False, seed=seed, index=index)
         torch_out = any(_is_torch_tensor(c[0]) for c in cols)
 
         def sample(i):
@@ -365,6 +377,11 @@ class JitFunction:
         from prepjit.runtime import native
         from prepjit.runtime.executable import Executable, spec_text
 
+        if self.target == "cuda":
+            from prepjit.runtime import cuda
+
+            with self._lock:
+                return cuda.executable(self, specs)
         with self._lock:
             c = self._build(specs)
             obj = self._bundled_object(c)
@@ -407,11 +424,21 @@ class JitFunction:
             self.stats["specializations"] += 1
             return Executable(c.program, nat, self.arg_names, [spec_text(t) for t in c.program.inputs])
 
-    def compile(self, *specs):
-        """Compile ahead of time for the given TensorSpecs (or every declared ``signature=`` entry)."""
+    def compile(self, *specs, arch=None):
+        """Compile ahead of time for the given TensorSpecs (or every declared ``signature=`` entry).
+
+        ``target="cuda"``: ``arch=["sm_80", "sm_90"]`` compiles cubins for those architectures into the cache
+        without a GPU; without ``arch`` it compiles for the current device."""
         todo = [tuple(specs)] if specs else (self.signature or [])
         if not todo:
             raise ValueError(f"{self.name}: give TensorSpecs or declare signature= to compile ahead of time")
+        if arch is not None:
+            if self.target != "cuda":
+                raise TypeError(f"{self.name}.compile(arch=...) is for target='cuda' functions")
+            from prepjit.runtime import cuda
+
+            cuda.compile_ahead(self, [tuple(_input_spec(s) for s in spec) for spec in todo], arch)
+            return self
         for spec in todo:
             spec = tuple(spec)
             key = tuple(_spec_key(s) for s in spec)
@@ -450,13 +477,18 @@ class JitFunction:
         raise ValueError(f"unknown IR stage {stage!r}; use 'traced', 'optimized' or 'lowered'")
 
     def source(self, target: str = "llvm", example=None, optimized: bool = True) -> str:
-        """Generated code of the last specialization: target "llvm" (optimized by default)."""
+        """Generated code of the last specialization: target "llvm" (optimized by default) or "cuda" (CUDA C;
+        needs no GPU)."""
         from prepjit.compiler.driver import render_llvm
         from prepjit.runtime import native
 
         c = self._compiled_for(example)
+        if target == "cuda":
+            from prepjit.runtime import cuda
+
+            return cuda.render(c).text
         if target != "llvm":
-            raise ValueError(f"unknown source target {target!r}; supported: 'llvm'")
+            raise ValueError(f"unknown source target {target!r}; supported: 'llvm', 'cuda'")
         if not optimized:
             return render_llvm(c)
         if c.optimized_llvm_ir is None:
@@ -497,7 +529,7 @@ def _to_torch(out, args):
 def jit_preprocess(fn=None, *, target: str = "cpu", cache: bool = True, signature=None):
     """Decorator: trace ``fn`` into prepjit's IR, fuse and compile it to native code on first call per dtype/rank.
 
-    Use bare (``@jit_preprocess``) or with options: ``target`` ("cpu"), ``cache`` (use the on-disk compile
+    Use bare (``@jit_preprocess``) or with options: ``target`` ("cpu" or "cuda"), ``cache`` (use the on-disk compile
     cache, default True) and ``signature`` (TensorSpecs declaring the accepted inputs; enables ahead-of-time
     compilation and makes other inputs a TypeError).
     """

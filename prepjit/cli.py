@@ -55,8 +55,8 @@ def cmd_ir(args) -> int:
     elif not fn.signature:
         raise SystemExit("prepjit: this function declares no signature=; give one --spec per argument, "
                          "e.g. --spec 'float32[?]'")
-    if args.stage == "llvm":
-        print(fn.source("llvm"))
+    if args.stage in ("llvm", "cuda"):
+        print(fn.source(args.stage))
     else:
         print(fn.ir(args.stage), end="")
     return 0
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
 
     pi = sub.add_parser("ir", help="print the IR of a @jit_preprocess function")
     pi.add_argument("target", help="MODULE:FUNC")
-    pi.add_argument("--stage", choices=("traced", "optimized", "lowered", "llvm"), default="traced")
+    pi.add_argument("--stage", choices=("traced", "optimized", "lowered", "llvm", "cuda"), default="traced")
     pi.add_argument("--spec", action="append", help="input spec per argument, e.g. 'float32[?,3]' "
                                                      "(default: the function's first signature=)")
     pi.set_defaults(func=cmd_ir)

@@ -57,6 +57,7 @@ class Compiled:
     object_code: bytes | None = None
     from_disk: bool = False
     compile_seconds: float = 0.0
+    cuda_source: object = None          # prepjit.lowering.cuda.CudaSource, rendered on demand (target="cuda")
 
     def lowered_text(self) -> str:
         header = f"// program @{self.program.name}: buffers " + ", ".join(
