@@ -612,3 +612,25 @@ def test_runtime_random_augmentations_on_emulated_device(monkeypatch, tmp_path):
     imgs = [img(40, 31), img(25, 50), img(33, 33)]
     np.testing.assert_array_equal(np.asarray(dev.batch(imgs, seed=3, index=10)), cpu.batch(imgs, seed=3, index=10))
     np.testing.assert_array_equal(np.asarray(dev(imgs[1], seed=3, index=11)), cpu(imgs[1], seed=3, index=11))
+
+
+def small_jitter(img):
+    """color_jitter: per-call float factors (bitcast parameters) and per-stage choices (hoisted switches)."""
+    return I.color_jitter(img, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+
+
+@needs_nvrtc
+def test_color_jitter_compiles_with_nvrtc():
+    text = _jit(small_jitter, "cuda").source("cuda", example=(img(20, 30),))
+    assert "__longlong_as_double" in text
+    for arch in C.DEFAULT_AOT_ARCHS:
+        assert C.compile_cubin(text, arch)[:4] == b"\x7fELF"
+
+
+@needs_cxx
+def test_emulated_color_jitter_matches_cpu():
+    cpu = _jit(small_jitter)
+    samples = [(img(20, 30),), (img(17, 23),), (img(24, 24),)]
+    for i, s in enumerate(samples):
+        outs, _ = E.run(cpu, [s], threads=4, seed=5, index=40 + i)
+        np.testing.assert_array_equal(outs[0][0], cpu(*s, seed=5, index=40 + i))
