@@ -87,12 +87,9 @@ def _for_target(fn, target: str, arch: str | None):
         return fn
     if fn.fn is None:
         raise ValueError(f"{fn.name} was rebuilt from IR; it can only be compiled for target {fn.target!r}")
-    kwargs = {}
-    if arch is not None:
-        if "arch" not in inspect.signature(JitFunction.__init__).parameters:
-            raise ValueError(f"--arch is not supported for target {target!r}")
-        kwargs["arch"] = arch
-    return JitFunction(fn.fn, target=target, cache=True, signature=fn.signature, **kwargs)
+    if arch is not None and target != "cuda":
+        raise ValueError(f"--arch is not supported for target {target!r}")
+    return JitFunction(fn.fn, target=target, cache=True, signature=fn.signature)
 
 
 def _plan(functions, targets, archs):
@@ -191,7 +188,7 @@ def warm(modules, targets=None, archs=None, cache_dir=None, progress: bool = Fal
             try:
                 f = _for_target(fn, target, arch)
                 before = dict(f.stats)
-                f.compile(*entry)
+                f.compile(*entry, **({"arch": [arch]} if arch else {}))
                 status = "compiled" if f.stats["compiles"] > before["compiles"] else "cached"
                 summary.results.append(Result(qual, specs, label, status, time.perf_counter() - t1))
             except Exception as e:

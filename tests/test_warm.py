@@ -116,8 +116,8 @@ def test_warm_reports_failures_and_exits_nonzero(tmp_path):
 
 def test_warm_target_options(tmp_path):
     (tmp_path / "brokenmod.py").write_text(BROKEN)
-    out = _warm(tmp_path, "brokenmod", "--target", "cuda", "--arch", "sm_80,sm_90")
-    assert out.returncode == 2 and "cuda target not available" in out.stderr, out.stderr
+    out = _warm(tmp_path, "brokenmod", "--target", "tpu")
+    assert out.returncode == 2 and "tpu target not available" in out.stderr, out.stderr
     out = _warm(tmp_path, "brokenmod", "--arch", "sm_80")
     assert out.returncode == 2 and "--arch needs a GPU --target" in out.stderr
     from prepjit.warm import main
@@ -207,3 +207,14 @@ def test_cache_info_breakdown_prune_stale_and_lru(tmp_path, capsys, monkeypatch)
     assert cli.main(["cache", "prune", "--max-size", str(big)]) == 0  # LRU: the old entry goes first
     assert [e["function"] for e in store.entries()] == [entry["function"]]
     assert cli.main(["cache", "clear"]) == 0 and store.entries() == []
+
+
+def test_warm_cuda_cubins_for_named_architectures_without_a_gpu(tmp_path):
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+    (tmp_path / "brokenmod.py").write_text(BROKEN)
+    out = _warm(tmp_path, "brokenmod", "--target", "cuda", "--arch", "sm_80,sm_90", "--json")
+    assert out.returncode == 1, out.stderr  # `bad` cannot be traced, for any target
+    summary = json.loads(out.stdout)
+    assert summary["compiled"] == 2 and summary["failed"] == 2, summary  # good: one cubin per architecture
+    again = json.loads(_warm(tmp_path, "brokenmod", "--target", "cuda", "--arch", "sm_80,sm_90", "--json").stdout)
+    assert again["compiled"] == 0 and again["cached"] == 2, again
