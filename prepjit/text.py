@@ -161,6 +161,8 @@ class BertTokenizer:
                 ok = ok and types == [0, 0, 0, 1, 1] and pair[2]["SpecialToken"]["id"] == sep_tok \
                     and pair[4]["SpecialToken"]["id"] == sep_tok and pair[0]["SpecialToken"]["id"] == cls_tok
                 for tok in (cls_tok, sep_tok):
+                    if tok not in vocab:
+                        raise bad(f"the vocabulary lacks the special token(s) {[tok]} of the post_processor")
                     ids = post["special_tokens"][tok]["ids"]
                     ok = ok and len(ids) == 1 and vocab.get(tok) == ids[0]
             except (KeyError, TypeError, IndexError, StopIteration):
@@ -188,9 +190,15 @@ class BertTokenizer:
                     from prepjit.kernels import text as K
                     from prepjit.lowering.text_kernel import CTX
 
-                    stage1, stage2, pool, asc = K.codepoint_tables(self.clean_text, self.handle_chinese_chars,
-                                                                   self.strip_accents, self.lowercase)
-                    hkeys, hvals, term, cont_root, hmask, hshift = K.vocab_trie(self.vocab, self.prefix)
+                    flags = (self.clean_text, self.handle_chinese_chars, self.strip_accents, self.lowercase)
+                    cp = _cached_tables(("codepoints", K.DATA.read_bytes(), flags), lambda: dict(zip(
+                        ("stage1", "stage2", "pool", "asc"), K.codepoint_tables(*flags))))
+                    stage1, stage2, pool, asc = cp["stage1"], cp["stage2"], cp["pool"], cp["asc"]
+                    vt = _cached_tables(("vocab", self.fingerprint, self.prefix), lambda: dict(zip(
+                        ("hkeys", "hvals", "term", "cont_root", "hmask", "hshift"), K.vocab_trie(self.vocab,
+                                                                                              self.prefix))))
+                    hkeys, hvals, term = vt["hkeys"], vt["hvals"], vt["term"]
+                    cont_root, hmask, hshift = int(vt["cont_root"]), int(vt["hmask"]), int(vt["hshift"])
                     first, sdata, soff, sids, nspec = K.special_tables(self.special_tokens)
                     keep = dict(stage1=stage1, stage2=stage2, pool=pool, asc=asc, spec_first=first, spec_data=sdata,
                                 spec_off=soff, spec_ids=sids, hkeys=hkeys, hvals=hvals, term=term)
@@ -344,6 +352,33 @@ class BertTokenizer:
                 for k, v in (("input_ids", ids), ("token_type_ids", types), ("attention_mask", mask))}
 
 
+def _cached_tables(key_parts: tuple, build) -> dict:
+    """Tables built once and kept in prepjit's disk cache next to the compiled code (npz payloads)."""
+    import io
+
+    from prepjit.lowering.text_kernel import kernel_key
+    from prepjit.runtime.cache import get_cache
+
+    h = hashlib.sha256(kernel_key(64).encode())
+    for p in key_parts:
+        h.update(p if isinstance(p, bytes) else repr(p).encode())
+    key = h.hexdigest()
+    store = get_cache()
+    entry = store.load(key)
+    if entry is not None:
+        try:
+            with np.load(io.BytesIO(entry.payload)) as z:
+                return {k: z[k] for k in z.files}
+        except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt
+            pass
+    arrays = {k: np.asarray(v) for k, v in build().items()}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    store.store(key, buf.getvalue(), {"function": f"prepjit.text tables ({key_parts[0]})", "target": "cpu",
+                                      "specialization": []})
+    return arrays
+
+
 def _id_dtype(dtype) -> np.dtype:
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.int64), np.dtype(np.int32)):
@@ -393,6 +428,14 @@ def _select(out: dict, want_mask: bool, want_types: bool) -> dict:
 
 def _prepare(texts, what: str):
     """Samples (str or UTF-8 bytes) → (uint8 buffer, int64 offsets). Errors name the sample."""
+    try:  # the common case, all str: no Python-level loop
+        enc = list(map(str.encode, texts))
+        joined = b"".join(enc)
+        offs = np.zeros(len(enc) + 1, np.int64)
+        np.cumsum(np.array(list(map(len, enc)), np.int64), out=offs[1:])
+        return (np.frombuffer(joined, np.uint8) if joined else np.zeros(1, np.uint8)), offs
+    except (TypeError, UnicodeEncodeError):
+        pass
     enc = []
     for i, t in enumerate(texts):
         tt = type(t)
@@ -409,7 +452,7 @@ def _prepare(texts, what: str):
             raise TypeError(f"sample {i}: {what} must be str or bytes, got {type(t).__name__}")
     joined = b"".join(enc)
     offs = np.zeros(len(enc) + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, enc), np.int64, len(enc)), out=offs[1:])
+    np.cumsum(np.array(list(map(len, enc)), np.int64), out=offs[1:])
     if any(type(t) is not str for t in texts):  # bytes: must be valid UTF-8 sample by sample
         _check_utf8(joined, offs, enc, what)
     buf = np.frombuffer(joined, np.uint8) if joined else np.zeros(1, np.uint8)

@@ -21,6 +21,7 @@ this op lowers to its own llvmlite function rather than to loop-IR statements.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 
 from llvmlite import ir
@@ -421,10 +422,15 @@ def build_module(id_bits: int) -> str:
                                                     f.set(n2v, b.sub(nb_, rm))
                                         with cannot:
                                             f.set(st, c64(STATUS_TRUNC))
-                        # B's kept tokens follow A's kept tokens and its [SEP]
-                        dst = b.gep(body, [b.add(f.get(n1v), o)])
-                        with f.for_(0, f.get(n2v)) as j:
-                            f.store_at(dst, j, f.load_at(a["scratch"], j))
+                        # B's kept tokens follow A's kept tokens and its [SEP] (only what was stored: <= M each)
+                        k1 = f.get(n1v)
+                        k2 = f.get(n2v)
+                        f.set(n1v, b.select(b.icmp_signed("<", k1, M), k1, M))
+                        f.set(n2v, b.select(b.icmp_signed("<", k2, M), k2, M))
+                        with b.if_then(b.icmp_signed("==", f.get(st), c64(STATUS_OK))):
+                            dst = b.gep(body, [b.add(f.get(n1v), o)])
+                            with f.for_(0, f.get(n2v)) as j:
+                                f.store_at(dst, j, f.load_at(a["scratch"], j))
                     with notr:
                         na = b.call(tokenize, [a["ctx"], a["data_a"], sa, ea, body, free, big, a["wbuf"]])
                         rest = b.sub(free, b.select(b.icmp_signed("<", na, free), na, free))
@@ -434,6 +440,9 @@ def build_module(id_bits: int) -> str:
                             f.set(st, c64(STATUS_TOO_LONG))
                         f.set(n1v, na)
                         f.set(n2v, nb_)
+        with b.if_then(b.icmp_signed(">", b.add(b.add(f.get(n1v), f.get(n2v)), nsp), W)):  # never past the row
+            with b.if_then(b.icmp_signed("==", f.get(st), c64(STATUS_OK))):
+                f.set(st, c64(STATUS_TOO_LONG))
         stv = f.get(st)
         f.store_at(a["status"], i, stv)
         with b.if_then(b.icmp_signed("==", stv, c64(STATUS_OK))):
@@ -461,6 +470,7 @@ def build_module(id_bits: int) -> str:
     return str(m)
 
 
+@functools.lru_cache(maxsize=None)
 def kernel_key(id_bits: int) -> str:
     from prepjit import __version__
     from prepjit.runtime import native
