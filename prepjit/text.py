@@ -33,6 +33,8 @@ __all__ = ["BertTokenizer"]
 
 PADDING = ("max_length", "longest", False, True, None, "do_not_pad")
 TRUNCATION = (True, False, None, "longest_first", "only_first", "only_second", "do_not_truncate")
+_WHITE_SPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+                + "\u2028\u2029\u202f\u205f\u3000")  # Unicode White_Space, what Rust's trim_end trims
 _REGISTRY: dict = {}  # fingerprint -> BertTokenizer (IR attributes name tokenizers by content)
 
 
@@ -109,9 +111,12 @@ class BertTokenizer:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: vocabulary is not valid UTF-8 ({e})") from None
+        lines = text.split("\n")  # as HF's WordPiece.read_file: lines split on "\n", trailing White_Space trimmed
+        if lines and lines[-1] == "":
+            lines.pop()
         vocab = {}
-        for i, line in enumerate(text.splitlines()):
-            vocab[line.rstrip()] = i
+        for i, line in enumerate(lines):
+            vocab[line.rstrip(_WHITE_SPACE)] = i
         return cls(vocab, source=path, **options)
 
     @classmethod
@@ -195,13 +200,14 @@ class BertTokenizer:
                         ("stage1", "stage2", "pool", "asc"), K.codepoint_tables(*flags))))
                     stage1, stage2, pool, asc = cp["stage1"], cp["stage2"], cp["pool"], cp["asc"]
                     vt = _cached_tables(("vocab", self.fingerprint, self.prefix), lambda: dict(zip(
-                        ("hkeys", "hvals", "term", "cont_root", "hmask", "hshift"), K.vocab_trie(self.vocab,
-                                                                                              self.prefix))))
-                    hkeys, hvals, term = vt["hkeys"], vt["hvals"], vt["term"]
+                        ("hkeys", "hvals", "term", "cont_root", "hmask", "hshift", "rootc", "contc"),
+                        K.vocab_trie(self.vocab, self.prefix))))
+                    hkeys, hvals, term, rootc, contc = vt["hkeys"], vt["hvals"], vt["term"], vt["rootc"], vt["contc"]
                     cont_root, hmask, hshift = int(vt["cont_root"]), int(vt["hmask"]), int(vt["hshift"])
                     first, sdata, soff, sids, nspec = K.special_tables(self.special_tokens)
                     keep = dict(stage1=stage1, stage2=stage2, pool=pool, asc=asc, spec_first=first, spec_data=sdata,
-                                spec_off=soff, spec_ids=sids, hkeys=hkeys, hvals=hvals, term=term)
+                                spec_off=soff, spec_ids=sids, hkeys=hkeys, hvals=hvals, term=term, rootc=rootc,
+                                contc=contc)
                     scalars = dict(nspec=nspec, hmask=hmask, hshift=hshift, cont_root=cont_root,
                                    unk_id=self.unk_id, max_chars=self.max_input_chars_per_word)
                     ctx = np.array([keep[n].ctypes.data if n in keep else scalars[n] for n in CTX], np.int64)
@@ -260,6 +266,12 @@ class BertTokenizer:
 
         n = len(cols[0])
         pair = len(cols) == 2
+        names = ("input_ids", "token_type_ids", "attention_mask")
+        if n == 0:
+            if opts["padding"] is False:
+                return {k: [] for k in names}
+            w = _round_up(opts["max_length"], opts["pad_to_multiple_of"]) if opts["padding"] == "max_length" else 0
+            return {k: np.empty((0, w), dtype) for k in names}
         prepared = [_prepare(c, "text" if k == 0 else "text_pair") for k, c in enumerate(cols)]
         data_a, off_a = prepared[0]
         data_b, off_b = prepared[1] if pair else (data_a, off_a)
@@ -336,7 +348,8 @@ class BertTokenizer:
             if padding == "longest":
                 L = min(width, _round_up(int(lens.max()) if n else 0, mult))
                 return {k: np.ascontiguousarray(v[:, :L]) for k, v in shaped.items()}
-            return {k: [v[i, :lens[i]].copy() for i in range(n)] for k, v in shaped.items()}
+            sel = np.arange(width) < lens[:, None]  # ragged rows: views of one compact array per key
+            return {k: _split(v[sel], lens) for k, v in shaped.items()}
         if padding == "longest":
             L = _round_up(int(lens.max()) if n else 0, mult)
             sel = np.arange(L) < lens[:, None]
@@ -348,8 +361,14 @@ class BertTokenizer:
                 r[sel] = v[src]
                 res[k] = r
             return res
-        return {k: [v[o:o + m].copy() for o, m in zip(out_off.tolist(), lens.tolist())]
+        src = np.repeat(out_off - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(int(lens.sum()))
+        return {k: _split(v[src], lens)
                 for k, v in (("input_ids", ids), ("token_type_ids", types), ("attention_mask", mask))}
+
+
+def _split(flat: np.ndarray, lens: np.ndarray) -> list:
+    ends = np.cumsum(lens).tolist()
+    return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 def _cached_tables(key_parts: tuple, build) -> dict:
@@ -429,6 +448,11 @@ def _select(out: dict, want_mask: bool, want_types: bool) -> dict:
 def _prepare(texts, what: str):
     """Samples (str or UTF-8 bytes) → (uint8 buffer, int64 offsets). Errors name the sample."""
     try:  # the common case, all str: no Python-level loop
+        if all(map(str.isascii, texts)):  # one encode of the whole batch; byte offsets = character offsets
+            joined = "".join(texts).encode("ascii")
+            offs = np.zeros(len(texts) + 1, np.int64)
+            np.cumsum(np.array(list(map(len, texts)), np.int64), out=offs[1:])
+            return (np.frombuffer(joined, np.uint8) if joined else np.zeros(1, np.uint8)), offs
         enc = list(map(str.encode, texts))
         joined = b"".join(enc)
         offs = np.zeros(len(enc) + 1, np.int64)

@@ -294,6 +294,13 @@ def test_eager_call_matches_jit(uncased):
 
 
 # -- bad input ------------------------------------------------------------------------------------------------
+def test_empty_batch(uncased):
+    tok, _ = uncased
+    assert tok.batch([]) == {"input_ids": [], "token_type_ids": [], "attention_mask": []}
+    out = tok.batch([], max_length=16, padding="max_length", truncation=True)
+    assert out["input_ids"].shape == (0, 16) and out["attention_mask"].dtype == np.int64
+
+
 def test_invalid_utf8_and_non_strings(uncased):
     tok, _ = uncased
     with pytest.raises(ValueError, match=r"sample 1: text is not valid UTF-8 .*byte 2"):

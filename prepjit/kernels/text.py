@@ -112,7 +112,7 @@ def codepoint_tables(clean_text: bool, handle_chinese_chars: bool, strip_accents
 
 
 def vocab_trie(vocab: dict, prefix: str):
-    """Byte trie of the vocabulary: (hkeys int64, hvals int32, term int32, cont_root, hmask, hshift).
+    """Byte trie of the vocabulary: (hkeys int64, hvals int32, term int32, cont_root, hmask, hshift, rootc, contc).
 
     Nodes are numbered from 0 (the root); ``term[node]`` is the id of the token spelled by the path, or -1.
     Transitions (node * 256 + byte → child) live in an open-addressing table of power-of-two size, probed
@@ -156,7 +156,12 @@ def vocab_trie(vocab: dict, prefix: str):
             h = (h + 1) & mask
         hkeys[h] = k
         hvals[h] = v
-    return hkeys, hvals, np.asarray(term, np.int32), cont_root, mask, shift
+    rootc = np.full(256, -1, np.int32)  # the first step from the root / the continuation root, as dense tables
+    contc = np.full(256, -1, np.int32)
+    for byte in range(256):
+        rootc[byte] = children.get(byte, -1)
+        contc[byte] = children.get(cont_root * 256 + byte, -1)
+    return hkeys, hvals, np.asarray(term, np.int32), cont_root, mask, shift, rootc, contc
 
 
 def special_tables(specials: dict):

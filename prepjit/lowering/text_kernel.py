@@ -31,7 +31,7 @@ P8, P16, P32, P64 = I8.as_pointer(), I16.as_pointer(), I32.as_pointer(), I64.as_
 
 # ctx: per-tokenizer table pointers and scalars (built once by prepjit.kernels.text)
 CTX = ["stage1", "stage2", "pool", "asc", "spec_first", "spec_data", "spec_off", "spec_ids", "nspec",
-       "hkeys", "hvals", "hmask", "hshift", "term", "cont_root", "unk_id", "max_chars"]
+       "hkeys", "hvals", "hmask", "hshift", "term", "cont_root", "unk_id", "max_chars", "rootc", "contc"]
 # args: per call
 ARGS = ["ctx", "data_a", "off_a", "data_b", "off_b", "row_begin", "row_end", "ids", "types", "mask", "out_off",
         "row_cap", "lens", "status", "wbuf", "scratch", "pair", "add_special", "trunc", "budget", "pad_to", "cls_id",
@@ -40,7 +40,7 @@ TRUNC = {False: 0, None: 0, True: 1, "longest_first": 1, "only_first": 2, "only_
 STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNC = 0, 1, 2
 HASH_MUL = 0x9E3779B97F4A7C15
 SYMBOL = "prepjit_text_bert"
-KERNEL_VERSION = "1"
+KERNEL_VERSION = "2"
 
 
 def c64(v):
@@ -124,7 +124,8 @@ def build_module(id_bits: int) -> str:
     PID = IDT.as_pointer()
     m = ir.Module(name="prepjit_text")
     ctx_types = {"stage1": P32, "stage2": P32, "pool": P8, "asc": P16, "spec_first": P8, "spec_data": P8,
-                 "spec_off": P64, "spec_ids": P64, "hkeys": P64, "hvals": P32, "term": P32}
+                 "spec_off": P64, "spec_ids": P64, "hkeys": P64, "hvals": P32, "term": P32, "rootc": P32,
+                 "contc": P32}
 
     # ---- wordpiece(ctx, w, wlen, out, count, cap) -> count ---------------------------------------------------
     f = _Fn(m, "wordpiece", I64, [("ctx", P64), ("w", P8), ("wlen", I64), ("out", PID), ("count", I64),
@@ -152,9 +153,18 @@ def build_module(id_bits: int) -> str:
     searching = f.var(I1, ir.Constant(I1, 1), "searching")
     with f.while_(lambda: b.and_(b.icmp_signed("<", f.get(start), A["wlen"]), b.not_(f.get(fail)))):
         s = f.get(start)
-        f.set(cur, b.select(b.icmp_signed("==", s, c64(0)), c64(0), c["cont_root"]))
         f.set(best, c64(-1))
+        # first byte: dense child tables of the root and of the continuation root (no hashing)
+        b0 = b.zext(f.load_at(A["w"], s), I64)
+        c0 = b.sext(f.load_at(b.select(b.icmp_signed("==", s, c64(0)), c["rootc"], c["contc"]), b0), I64)
+        f.set(cur, c0)
         f.set(p, s)
+        with b.if_then(b.icmp_signed(">=", c0, c64(0))):
+            f.set(p, b.add(s, c64(1)))
+            t0 = b.sext(f.load_at(c["term"], c0), I64)
+            with b.if_then(b.icmp_signed(">=", t0, c64(0))):
+                f.set(best, b.add(s, c64(1)))
+                f.set(bestid, t0)
         with f.while_(lambda: b.and_(b.icmp_signed("<", f.get(p), A["wlen"]),
                                      b.icmp_signed(">=", f.get(cur), c64(0)))):
             byte = b.zext(f.load_at(A["w"], f.get(p)), I64)
