@@ -272,9 +272,6 @@ class BertTokenizer:
                 return {k: [] for k in names}
             w = _round_up(opts["max_length"], opts["pad_to_multiple_of"]) if opts["padding"] == "max_length" else 0
             return {k: np.empty((0, w), dtype) for k in names}
-        prepared = [_prepare(c, "text" if k == 0 else "text_pair") for k, c in enumerate(cols)]
-        data_a, off_a = prepared[0]
-        data_b, off_b = prepared[1] if pair else (data_a, off_a)
         add = opts["add_special_tokens"]
         nsp = (3 if pair else 2) if add else 0
         trunc = TRUNC[opts["truncation"]]
@@ -282,22 +279,27 @@ class BertTokenizer:
         max_length = opts["max_length"]
         mult = opts["pad_to_multiple_of"]
         budget = max_length - nsp if trunc else 0
-        if trunc or padding == "max_length":
+        what = ("text", "text_pair")
+        workers = max(1, min(threads or available_cpus(), (n + 63) // 64))
+        flat = not (trunc or padding == "max_length")
+        if not flat:  # fixed-width rows: samples are encoded chunk by chunk on the workers, overlapping native code
             width = _round_up(max_length, mult)
             out_off = np.arange(n, dtype=np.int64) * width
             row_cap = np.full(n, width, np.int64)
             pad_to = width
             size = n * width
-            flat = False
+            nchunks = 1 if workers == 1 else min(8 * workers, max(workers, n // 256))
+            prepared = None
         else:  # no truncation: rows of capacity 3 tokens per byte (+ specials), packed, unpadded
-            nbytes = np.diff(off_a) + (np.diff(off_b) if pair else 0)
+            prepared = [_prepare(c, what[k]) for k, c in enumerate(cols)]
+            nbytes = np.diff(prepared[0][1]) + (np.diff(prepared[1][1]) if pair else 0)
             row_cap = 3 * nbytes + nsp
             out_off = np.zeros(n, np.int64)
             np.cumsum(row_cap[:-1], out=out_off[1:])
             size = int(row_cap.sum())
             pad_to = 0
-            flat = True
             width = None
+            nchunks = workers
         ids = np.empty(max(size, 1), dtype)
         types = np.empty(max(size, 1), dtype)
         mask = np.empty(max(size, 1), dtype)
@@ -306,30 +308,42 @@ class BertTokenizer:
         kernel = load_kernel(dtype.itemsize * 8)
         ctx = self._context()
         wbytes = 4 * self.max_input_chars_per_word + 8
-        workers = max(1, min(threads or available_cpus(), (n + 63) // 64))
-        chunks = [(k * n // workers, (k + 1) * n // workers) for k in range(workers)]
-        common = dict(ctx=ctx.ctypes.data, data_a=data_a.ctypes.data, off_a=off_a.ctypes.data,
-                      data_b=data_b.ctypes.data, off_b=off_b.ctypes.data, ids=ids.ctypes.data,
-                      types=types.ctypes.data, mask=mask.ctypes.data, out_off=out_off.ctypes.data,
-                      row_cap=row_cap.ctypes.data, lens=lens.ctypes.data, status=status.ctypes.data,
+        chunks = [(k * n // nchunks, (k + 1) * n // nchunks) for k in range(nchunks)]
+        common = dict(ctx=ctx.ctypes.data, ids=ids.ctypes.data, types=types.ctypes.data, mask=mask.ctypes.data,
                       pair=int(pair), add_special=int(add), trunc=trunc, budget=budget, pad_to=pad_to,
                       cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id, pad_type_id=self.pad_type_id)
+        base = np.array([common[a] if a in common else 0 for a in ARGS], np.int64)
+        slot = {a: k for k, a in enumerate(ARGS)}
 
         def work(lo, hi):
+            if prepared is None:
+                data = [_prepare(c[lo:hi], what[k], lo) for k, c in enumerate(cols)]
+                offs = [d[1].ctypes.data for d in data]  # offsets of this chunk's rows
+            else:
+                data = prepared
+                offs = [d[1].ctypes.data + 8 * lo for d in data]  # the global offsets, from row lo
+            data_b = data[1] if pair else data[0]
             wbuf = np.empty(wbytes, np.uint8)
             scratch = np.empty(max(budget, 1), dtype)
-            args = np.array([common[a] if a in common else 0 for a in ARGS], np.int64)
-            args[ARGS.index("row_begin")], args[ARGS.index("row_end")] = lo, hi
-            args[ARGS.index("wbuf")], args[ARGS.index("scratch")] = wbuf.ctypes.data, scratch.ctypes.data
+            args = base.copy()
+            args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
+            args[slot["data_b"]], args[slot["off_b"]] = data_b[0].ctypes.data, offs[-1]
+            for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
+                args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
+            args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
+            args[slot["wbuf"]], args[slot["scratch"]] = wbuf.ctypes.data, scratch.ctypes.data
             kernel.cfunc(args.ctypes.data)  # ctypes releases the GIL: threads run in parallel
             return True
 
         if workers == 1:
-            work(0, n)
+            for lo, hi in chunks:
+                work(lo, hi)
         else:
             futures = [pool(workers).submit(work, lo, hi) for lo, hi in chunks]
-            for fu in futures:
-                fu.result()
+            errors = [fu.exception() for fu in futures]
+            for e in errors:  # the first bad sample's error, as a sequential run would raise
+                if e is not None:
+                    raise e
         bad = np.flatnonzero(status)
         if bad.size:
             i = int(bad[0])
@@ -445,8 +459,8 @@ def _select(out: dict, want_mask: bool, want_types: bool) -> dict:
     return res
 
 
-def _prepare(texts, what: str):
-    """Samples (str or UTF-8 bytes) → (uint8 buffer, int64 offsets). Errors name the sample."""
+def _prepare(texts, what: str, first: int = 0):
+    """Samples (str or UTF-8 bytes) → (uint8 buffer, int64 offsets). Errors name the sample (``first`` + index)."""
     try:  # the common case, all str: no Python-level loop
         if all(map(str.isascii, texts)):  # one encode of the whole batch; byte offsets = character offsets
             joined = "".join(texts).encode("ascii")
@@ -467,23 +481,24 @@ def _prepare(texts, what: str):
             try:
                 enc.append(t.encode("utf-8"))
             except UnicodeEncodeError as e:
-                raise ValueError(f"sample {i}: {what} is not valid Unicode ({e.reason} at index {e.start})") from None
+                raise ValueError(f"sample {first + i}: {what} is not valid Unicode ({e.reason} at index "
+                                 f"{e.start})") from None
         elif tt is bytes:
             enc.append(t)
         elif isinstance(t, (str, bytes, bytearray, memoryview)):
             enc.append(str(t).encode("utf-8") if isinstance(t, str) else bytes(t))
         else:
-            raise TypeError(f"sample {i}: {what} must be str or bytes, got {type(t).__name__}")
+            raise TypeError(f"sample {first + i}: {what} must be str or bytes, got {type(t).__name__}")
     joined = b"".join(enc)
     offs = np.zeros(len(enc) + 1, np.int64)
     np.cumsum(np.array(list(map(len, enc)), np.int64), out=offs[1:])
     if any(type(t) is not str for t in texts):  # bytes: must be valid UTF-8 sample by sample
-        _check_utf8(joined, offs, enc, what)
+        _check_utf8(joined, offs, enc, what, first)
     buf = np.frombuffer(joined, np.uint8) if joined else np.zeros(1, np.uint8)
     return buf, offs
 
 
-def _check_utf8(joined: bytes, offs: np.ndarray, enc: list, what: str):
+def _check_utf8(joined: bytes, offs: np.ndarray, enc: list, what: str, first: int = 0):
     try:
         joined.decode("utf-8")
         arr = np.frombuffer(joined, np.uint8)
@@ -498,7 +513,7 @@ def _check_utf8(joined: bytes, offs: np.ndarray, enc: list, what: str):
         try:
             b.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ValueError(f"sample {i}: {what} is not valid UTF-8 ({e.reason} at byte {e.start}); decode it "
+            raise ValueError(f"sample {first + i}: {what} is not valid UTF-8 ({e.reason} at byte {e.start}); decode it "
                              f"with errors='replace' first to tokenize U+FFFD as HF does") from None
 
 
