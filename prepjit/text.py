@@ -200,13 +200,13 @@ class BertTokenizer:
                         ("stage1", "stage2", "pool", "asc"), K.codepoint_tables(*flags))))
                     stage1, stage2, pool, asc = cp["stage1"], cp["stage2"], cp["pool"], cp["asc"]
                     vt = _cached_tables(("vocab", self.fingerprint, self.prefix), lambda: dict(zip(
-                        ("hkeys", "hvals", "term", "cont_root", "hmask", "hshift", "rootc", "contc"),
+                        ("htab", "term", "cont_root", "hmask", "hshift", "rootc", "contc"),
                         K.vocab_trie(self.vocab, self.prefix))))
-                    hkeys, hvals, term, rootc, contc = vt["hkeys"], vt["hvals"], vt["term"], vt["rootc"], vt["contc"]
+                    htab, term, rootc, contc = vt["htab"], vt["term"], vt["rootc"], vt["contc"]
                     cont_root, hmask, hshift = int(vt["cont_root"]), int(vt["hmask"]), int(vt["hshift"])
                     first, sdata, soff, sids, nspec = K.special_tables(self.special_tokens)
                     keep = dict(stage1=stage1, stage2=stage2, pool=pool, asc=asc, spec_first=first, spec_data=sdata,
-                                spec_off=soff, spec_ids=sids, hkeys=hkeys, hvals=hvals, term=term, rootc=rootc,
+                                spec_off=soff, spec_ids=sids, htab=htab, term=term, rootc=rootc,
                                 contc=contc)
                     scalars = dict(nspec=nspec, hmask=hmask, hshift=hshift, cont_root=cont_root,
                                    unk_id=self.unk_id, max_chars=self.max_input_chars_per_word)

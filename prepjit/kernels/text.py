@@ -12,7 +12,7 @@ BertPreTokenizer's classes (whitespace splits, punctuation is isolated). The res
 
 stored as a two-stage table (256-code-point blocks, identical blocks shared) plus an ASCII table
 (``kind << 8 | output byte``). Vocabulary: a byte trie whose (node, byte) → child map is an open-addressing hash
-table, with the token id of each terminal node.
+table (dense tables for the first step), with the token id of each terminal node.
 """
 from __future__ import annotations
 
@@ -112,11 +112,12 @@ def codepoint_tables(clean_text: bool, handle_chinese_chars: bool, strip_accents
 
 
 def vocab_trie(vocab: dict, prefix: str):
-    """Byte trie of the vocabulary: (hkeys int64, hvals int32, term int32, cont_root, hmask, hshift, rootc, contc).
+    """Byte trie of the vocabulary: (htab int64, term int32, cont_root, hmask, hshift, rootc, contc).
 
     Nodes are numbered from 0 (the root); ``term[node]`` is the id of the token spelled by the path, or -1.
-    Transitions (node * 256 + byte → child) live in an open-addressing table of power-of-two size, probed
-    linearly from ``(key * HASH_MUL mod 2**64) >> hshift``.
+    Transitions (key = node * 256 + byte → child) live in an open-addressing table of power-of-two size, one
+    int64 ``key << 24 | child`` per slot (-1: empty), probed linearly from ``(key * HASH_MUL mod 2**64) >> hshift``.
+    ``rootc``/``contc`` are the children of the root and of the continuation root as dense 256-entry tables.
     """
     from prepjit.lowering.text_kernel import HASH_MUL
 
@@ -148,20 +149,22 @@ def vocab_trie(vocab: dict, prefix: str):
     keys = np.fromiter(children.keys(), np.uint64, len(children))
     vals = np.fromiter(children.values(), np.int64, len(children))
     home = ((keys * np.uint64(HASH_MUL)) >> np.uint64(shift)).astype(np.int64)
-    hkeys = np.full(size, -1, np.int64)
-    hvals = np.zeros(size, np.int32)
+    if len(term) >= 1 << 24:
+        raise ValueError(f"vocabulary trie too large ({len(term)} nodes)")
+    htab = np.full(size, -1, np.int64)
     mask = size - 1
+    slots = [-1] * size
     for k, v, h in zip(keys.tolist(), vals.tolist(), home.tolist()):
-        while hkeys[h] != -1:
+        while slots[h] != -1:
             h = (h + 1) & mask
-        hkeys[h] = k
-        hvals[h] = v
+        slots[h] = (k << 24) | v
+    htab[:] = slots
     rootc = np.full(256, -1, np.int32)  # the first step from the root / the continuation root, as dense tables
     contc = np.full(256, -1, np.int32)
     for byte in range(256):
         rootc[byte] = children.get(byte, -1)
         contc[byte] = children.get(cont_root * 256 + byte, -1)
-    return hkeys, hvals, np.asarray(term, np.int32), cont_root, mask, shift, rootc, contc
+    return htab, np.asarray(term, np.int32), cont_root, mask, shift, rootc, contc
 
 
 def special_tables(specials: dict):

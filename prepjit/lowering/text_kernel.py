@@ -31,7 +31,7 @@ P8, P16, P32, P64 = I8.as_pointer(), I16.as_pointer(), I32.as_pointer(), I64.as_
 
 # ctx: per-tokenizer table pointers and scalars (built once by prepjit.kernels.text)
 CTX = ["stage1", "stage2", "pool", "asc", "spec_first", "spec_data", "spec_off", "spec_ids", "nspec",
-       "hkeys", "hvals", "hmask", "hshift", "term", "cont_root", "unk_id", "max_chars", "rootc", "contc"]
+       "htab", "hmask", "hshift", "term", "cont_root", "unk_id", "max_chars", "rootc", "contc"]
 # args: per call
 ARGS = ["ctx", "data_a", "off_a", "data_b", "off_b", "row_begin", "row_end", "ids", "types", "mask", "out_off",
         "row_cap", "lens", "status", "wbuf", "scratch", "pair", "add_special", "trunc", "budget", "pad_to", "cls_id",
@@ -40,7 +40,7 @@ TRUNC = {False: 0, None: 0, True: 1, "longest_first": 1, "only_first": 2, "only_
 STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNC = 0, 1, 2
 HASH_MUL = 0x9E3779B97F4A7C15
 SYMBOL = "prepjit_text_bert"
-KERNEL_VERSION = "2"
+KERNEL_VERSION = "3"
 
 
 def c64(v):
@@ -124,7 +124,7 @@ def build_module(id_bits: int) -> str:
     PID = IDT.as_pointer()
     m = ir.Module(name="prepjit_text")
     ctx_types = {"stage1": P32, "stage2": P32, "pool": P8, "asc": P16, "spec_first": P8, "spec_data": P8,
-                 "spec_off": P64, "spec_ids": P64, "hkeys": P64, "hvals": P32, "term": P32, "rootc": P32,
+                 "spec_off": P64, "spec_ids": P64, "htab": P64, "term": P32, "rootc": P32,
                  "contc": P32}
 
     # ---- wordpiece(ctx, w, wlen, out, count, cap) -> count ---------------------------------------------------
@@ -171,12 +171,13 @@ def build_module(id_bits: int) -> str:
             key = b.add(b.mul(f.get(cur), c64(256)), byte)
             f.set(h, b.lshr(b.mul(key, c64(HASH_MUL)), c["hshift"]))
             f.set(searching, ir.Constant(I1, 1))
-            with f.while_(lambda: f.get(searching)):
+            with f.while_(lambda: f.get(searching)):  # entries: key << 24 | child (one load per probe)
                 hv = f.get(h)
-                k = f.load_at(c["hkeys"], hv)
+                ent = f.load_at(c["htab"], hv)
+                k = b.ashr(ent, c64(24))
                 with b.if_else(b.icmp_signed("==", k, key)) as (hit, miss):
                     with hit:
-                        f.set(cur, b.sext(f.load_at(c["hvals"], hv), I64))
+                        f.set(cur, b.and_(ent, c64(0xFFFFFF)))
                         f.set(searching, ir.Constant(I1, 0))
                     with miss:
                         with b.if_else(b.icmp_signed("<", k, c64(0))) as (empty, other):
