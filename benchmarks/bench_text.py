@@ -195,6 +195,7 @@ def main():
         fast = None
     pyb = PyBert(tokenizer_json())
     ncpu = available_cpus()
+    load0 = os.getloadavg()
     rows = []
     for dname, texts in (("English", english(args.mb)), ("multilingual", multilingual(args.mb))):
         nbytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -227,7 +228,9 @@ def main():
                 rows.append((dname, "128, padded" if pad else "≤128, unpadded", name, nbytes / t / 1e6,
                              len(texts) / t, base / t))
         os.unlink(path)
-    print(f"# {len(texts)} samples per set, {args.mb} MB each, min of {args.repeat}; {ncpu} CPUs")
+    load = os.getloadavg()
+    print(f"# {len(texts)} samples per set, {args.mb} MB each, min of {args.repeat}; {ncpu} CPUs; load average "
+          f"{load0[0]:.1f} at start, {load[0]:.1f} at end")
     print("| text | length | tokenizer | MB/s | sequences/s | × HF 1 thread |")
     print("|---|---|---|---:|---:|---:|")
     for d, p, name, mbs, sps, ratio in rows:

@@ -527,6 +527,8 @@ def host_tokenize(fingerprint: str, options: str, dtype, *texts) -> np.ndarray:
 
 def _row_selectors(c):
     """For a traced function that only tokenizes: (host op, [row per output leaf]); else None."""
+    from prepjit.ir import dims as D
+
     fn = c.traced
     hosts = [op for op in fn.ops if op.name == "text.bert_tokenize"]
     if len(hosts) != 1:
@@ -542,7 +544,7 @@ def _row_selectors(c):
             continue
         if op.opdef.has("host") or op.opdef.reference is None or not all(v in env for v in op.operands):
             return None
-        if any(isinstance(v, (int,)) is False and hasattr(v, "op") for v in op.attrs.values()):
+        if any(isinstance(v, D.Dim) for v in op.attrs.values()):
             return None  # size expressions: not a plain row selection
         try:
             env[op.result] = np.asarray(op.opdef.reference(*[env[v] for v in op.operands], **op.attrs))
@@ -563,13 +565,14 @@ def _row_selectors(c):
 def batch_text(jf, cols, threads):
     """``JitFunction.batch`` for functions that only tokenize: one native pass over all samples (per thread),
     outputs written straight into (N, L) rows. Returns None (the generic path) for anything else."""
-    from prepjit.api import _flatten  # noqa: F401  (same output structure as single calls)
-
     n = len(cols[0])
     if n == 0:
         return None
-    sample = [jf._to_numpy(c[0], j) if not isinstance(c[0], str) else c[0].encode("utf-8", "surrogatepass")
-              for j, c in enumerate(cols)]
+    try:
+        sample = [jf._to_numpy(c[0], j) if not isinstance(c[0], str) else c[0].encode("utf-8", "surrogatepass")
+                  for j, c in enumerate(cols)]
+    except TypeError:  # the generic path reports it, naming the sample
+        return None
     if not all(isinstance(a, bytes) for a in sample):
         return None
     from prepjit.api import _key
@@ -577,7 +580,11 @@ def batch_text(jf, cols, threads):
     key = _key(sample)
     exe = jf._execs.get(key) or jf._specialize(sample, key)
     comp = next((c for c in jf._compiled.values() if c.program is exe.program), None)
-    sel = _row_selectors(comp) if comp is not None else None
+    if comp is None:
+        return None
+    sel = getattr(comp, "text_rows", False)
+    if sel is False:
+        sel = comp.text_rows = _row_selectors(comp)  # once per specialization
     if sel is None:
         return None
     host, rows = sel

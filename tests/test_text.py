@@ -393,3 +393,28 @@ def test_errors_name_the_sample_across_chunks(uncased):
             tok.batch(bad, max_length=32, padding="max_length", truncation=True, threads=2)
     check(tok, hf, texts, max_length=32, padding="max_length", truncation=True, threads=2)
     check(tok, hf, texts[:-1], texts[1:], max_length=40, padding="longest", truncation=True, threads=2)
+
+
+def test_batch_of_a_tokenizing_function_is_one_native_pass(uncased, monkeypatch):
+    """A function that only returns tokenizer rows batches in one pass; one that composes batches per sample."""
+    tok, _ = uncased
+    calls = []
+    real = T.host_tokenize
+    monkeypatch.setattr(T, "host_tokenize", lambda *a: calls.append(1) or real(*a))
+
+    @pj.jit_preprocess
+    def only(text):
+        d = tok(text, max_length=16, padding="max_length", truncation=True)
+        return d["attention_mask"], d["input_ids"]
+
+    mask, ids = only.batch(LINES)
+    assert not calls and ids.shape == mask.shape == (len(LINES), 16)
+    np.testing.assert_array_equal(ids[3], only(LINES[3])[1])
+
+    @pj.jit_preprocess
+    def composed(text):
+        return tok(text, max_length=16, padding="max_length", truncation=True)["input_ids"] * 2
+
+    calls.clear()
+    np.testing.assert_array_equal(composed.batch(LINES, threads=1), ids * 2)
+    assert len(calls) == len(LINES)
