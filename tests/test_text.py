@@ -76,12 +76,13 @@ def check(tok, hf, texts, pairs=None, **kw):
         with pytest.raises(ValueError, match="longer than max_length"):
             tok.batch(texts, pairs, **opts)
         return
-    out = tok.batch(texts, pairs, **opts, threads=kw.get("threads"))
+    dtype = np.dtype(kw.get("dtype", np.int64))
+    out = tok.batch(texts, pairs, **opts, threads=kw.get("threads"), dtype=dtype)
     for i, (ids, types, mask) in enumerate(rows):
         got = [list(map(int, out[k][i])) for k in ("input_ids", "token_type_ids", "attention_mask")]
         assert got == [ids, types, mask], (i, texts[i], pairs and pairs[i], got, (ids, types, mask))
     if opts["padding"]:
-        assert isinstance(out["input_ids"], np.ndarray) and out["input_ids"].dtype == np.int64
+        assert isinstance(out["input_ids"], np.ndarray) and out["input_ids"].dtype == dtype
         assert out["input_ids"].shape == (len(texts), len(rows[0][0]))
 
 
@@ -167,7 +168,8 @@ def test_hypothesis_pairs(which, request, pairs, data):
     padding = data.draw(st.sampled_from(["max_length", "longest", False]))
     truncation = data.draw(st.sampled_from([True, "longest_first", "only_first", "only_second", False]))
     check(tok, hf, [a for a, _ in pairs], [b for _, b in pairs], max_length=max_length, padding=padding,
-          truncation=truncation, add=data.draw(st.booleans()))
+          truncation=truncation, add=data.draw(st.booleans()), mult=data.draw(st.sampled_from([None, None, 4])),
+          dtype=data.draw(st.sampled_from([np.int64, np.int32])))
 
 
 @pytest.mark.parametrize("which", ["uncased", "cased"])
@@ -213,6 +215,24 @@ def test_vocab_txt_options(opts):
     tok = T.BertTokenizer.from_file(UNCASED_VOCAB, **opts)
     hf = BertWordPieceTokenizer(str(UNCASED_VOCAB), **opts)
     check(tok, hf, EDGE + LINES, padding=False)
+
+
+def test_bert_processing_and_other_subword_prefix(tmp_path):
+    """Older tokenizer.json files (BertProcessing), and a WordPiece prefix other than "##" ("@@"), cased."""
+    hf = Tokenizer(WordPiece(unk_token="[UNK]", continuing_subword_prefix="@@"))
+    hf.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=True)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    hf.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=800, special_tokens=specials,
+                                                                continuing_subword_prefix="@@"))
+    hf.post_processor = processors.BertProcessing(("[SEP]", hf.token_to_id("[SEP]")),
+                                                  ("[CLS]", hf.token_to_id("[CLS]")))
+    path = tmp_path / "tokenizer.json"
+    hf.save(str(path))
+    tok = T.BertTokenizer.from_file(path)
+    assert any(t.startswith("@@") for t in tok.vocab)
+    check(tok, hf, EDGE + LINES, padding=False)
+    check(tok, hf, LINES[:-1], LINES[1:], max_length=30, padding="max_length", truncation=True)
 
 
 # -- API ------------------------------------------------------------------------------------------------------
