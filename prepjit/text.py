@@ -521,7 +521,10 @@ def _check_utf8(joined: bytes, offs: np.ndarray, enc: list, what: str, first: in
 def host_tokenize(fingerprint: str, options: str, dtype, *texts) -> np.ndarray:
     """``text.bert_tokenize``'s host implementation: one sample → (3, L) [ids, type ids, mask]."""
     tok = _REGISTRY[fingerprint]
-    out = tok._encode([[t] for t in texts], json.loads(options), np.dtype(dtype), 1)
+    try:
+        out = tok._encode([[t] for t in texts], json.loads(options), np.dtype(dtype), 1)
+    except (TypeError, ValueError) as e:  # one sample: the prologue names the argument instead
+        raise type(e)(str(e).removeprefix("sample 0: ")) from None
     return np.stack([np.asarray(out[k][0]) for k in ("input_ids", "token_type_ids", "attention_mask")])
 
 

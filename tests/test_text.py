@@ -344,6 +344,8 @@ def test_invalid_utf8_and_non_strings(uncased):
         enc.batch([b"good", b"\xe2\x82"])
     with pytest.raises(ValueError, match="'text'"):
         enc("\udcff")
+    with pytest.raises(ValueError, match=r"^argument 'text': text is not valid UTF-8 \(invalid start byte at byte 1"):
+        enc(b"a\xff")
 
 
 def test_overlong_without_truncation_and_bad_options(uncased):
