@@ -228,6 +228,21 @@ def main():
                 rows.append((dname, "128, padded" if pad else "≤128, unpadded", name, nbytes / t / 1e6,
                              len(texts) / t, base / t))
         os.unlink(path)
+    # single-sample latency (a DataLoader calling per sample): one English sentence, padded to 128
+    s = "The quick brown fox jumps over the lazy dog, again and again, until it is tired."
+    hf.enable_truncation(128)
+    hf.enable_padding(length=128)
+
+    def per_call(f, n=2000):
+        return best(lambda: [f() for _ in range(n)], args.repeat) / n * 1e6
+
+    single = [("prepjit @jit_preprocess enc(text)", per_call(lambda: padded(s))),
+              ("prepjit tok(text, ...) outside jit", per_call(lambda: tok(s, max_length=128, padding="max_length",
+                                                                          truncation=True))),
+              ("HF tokenizers encode(text)", per_call(lambda: hf.encode(s))),
+              ("HF tokenizers encode(text) + numpy arrays", per_call(
+                  lambda: (lambda e: (np.array(e.ids), np.array(e.type_ids), np.array(e.attention_mask)))(
+                      hf.encode(s))))]
     load = os.getloadavg()
     print(f"# {len(texts)} samples per set, {args.mb} MB each, min of {args.repeat}; {ncpu} CPUs; load average "
           f"{load0[0]:.1f} at start, {load[0]:.1f} at end")
@@ -235,6 +250,11 @@ def main():
     print("|---|---|---|---:|---:|---:|")
     for d, p, name, mbs, sps, ratio in rows:
         print(f"| {d} | {p} | {name} | {mbs:.2f} | {sps:,.0f} | {ratio:.2f} |")
+    print()
+    print("| single call (80-byte sentence, padded to 128) | µs per call |")
+    print("|---|---:|")
+    for name, us in single:
+        print(f"| {name} | {us:.1f} |")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ class BertTokenizer:
         _REGISTRY[self.fingerprint] = self
         self._ctx = None
         self._ctx_lock = threading.Lock()
+        self._plans: dict = {}
 
     def __repr__(self):
         return (f"<prepjit.text.BertTokenizer vocab={len(self.vocab)} lowercase={self.lowercase} "
@@ -229,9 +230,9 @@ class BertTokenizer:
 
         if isinstance(text, TracedBytes) or isinstance(text_pair, TracedBytes):
             return self._trace(text, text_pair, opts, dtype, return_attention_mask, return_token_type_ids)
-        cols = [[text]] if text_pair is None else [[text], [text_pair]]
-        out = self._encode(cols, opts, dtype, 1)
-        return _select({k: v[0] for k, v in out.items()}, return_attention_mask, return_token_type_ids)
+        out = self._encode_one((text,) if text_pair is None else (text, text_pair), opts, dtype)
+        return _select({"input_ids": out[0], "token_type_ids": out[1], "attention_mask": out[2]},
+                       return_attention_mask, return_token_type_ids)
 
     def batch(self, texts, text_pairs=None, *, max_length: int | None = None, padding=False, truncation=False,
               pad_to_multiple_of: int | None = None, return_attention_mask: bool = True,
@@ -259,6 +260,102 @@ class BertTokenizer:
                             {"tokenizer": self.fingerprint, "options": json.dumps(opts, sort_keys=True),
                              "dtype": dtype, "length": length, "sym_len": rec.fresh_sym()}))
         return _select({"input_ids": h[0], "token_type_ids": h[1], "attention_mask": h[2]}, want_mask, want_types)
+
+    def _plan(self, opts: dict, dtype: np.dtype, pair: bool):
+        """Per-options constants of single-sample calls: an argument template with room for the per-call slots."""
+        from prepjit.lowering.text_kernel import ARGS, TRUNC, load_kernel
+
+        key = (tuple(opts.items()), dtype, pair)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        nsp = (3 if pair else 2) if opts["add_special_tokens"] else 0
+        trunc = TRUNC[opts["truncation"]]
+        budget = opts["max_length"] - nsp if trunc else 0
+        fixed = _round_up(opts["max_length"], opts["pad_to_multiple_of"]) if trunc or opts["padding"] == "max_length" \
+            else None
+        tail = len(ARGS)  # after the arguments: off_a[2], off_b[2], lens, status, out_off, row_cap
+        template = np.zeros(tail + 8, np.int64)
+        common = dict(ctx=self._context().ctypes.data, pair=int(pair), add_special=int(opts["add_special_tokens"]),
+                      trunc=trunc, budget=budget, cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id,
+                      pad_type_id=self.pad_type_id, row_begin=0, row_end=1)
+        for k, a in enumerate(ARGS):
+            template[k] = common.get(a, 0)
+        plan = (template, {a: k for k, a in enumerate(ARGS)}, tail, fixed, nsp, budget,
+                load_kernel(dtype.itemsize * 8).cfunc, opts["padding"], opts["pad_to_multiple_of"])
+        self._plans[key] = plan
+        return plan
+
+    def _encode_one(self, texts, opts, dtype) -> np.ndarray:
+        """One sample (or pair) → (3, L) [ids, type ids, mask], with no per-batch machinery (low latency)."""
+        from prepjit.lowering.text_kernel import STATUS_OK
+
+        plan = self._plans.get((tuple(opts.items()), dtype, len(texts) == 2)) or self._plan(opts, dtype,
+                                                                                          len(texts) == 2)
+        template, slot, tail, fixed, nsp, budget, cfunc, padding, mult = plan
+        bufs = []
+        sizes = []
+        for k, t in enumerate(texts):
+            what = "text" if k == 0 else "text_pair"
+            if isinstance(t, str):
+                try:
+                    b = t.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"{what} is not valid Unicode ({e.reason} at index {e.start})") from None
+            elif isinstance(t, (bytes, bytearray, memoryview)):
+                b = bytes(t)
+                try:
+                    b.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{what} is not valid UTF-8 ({e.reason} at byte {e.start}); decode it with "
+                                     f"errors='replace' first to tokenize U+FFFD as HF does") from None
+            else:
+                raise TypeError(f"{what} must be str or bytes, got {type(t).__name__}")
+            bufs.append(np.frombuffer(b, np.uint8) if b else _EMPTY)
+            sizes.append(len(b))
+        width = fixed if fixed is not None else 3 * sum(sizes) + nsp + (mult or 0)
+        out = np.empty((3, max(width, 1)), dtype)
+        args = template.copy()
+        a0 = args.__array_interface__["data"][0]
+        base = out.__array_interface__["data"][0]
+        step = out.shape[1] * dtype.itemsize
+        args[slot["ids"]], args[slot["types"]], args[slot["mask"]] = base, base + step, base + 2 * step
+        args[slot["data_a"]] = bufs[0].__array_interface__["data"][0]
+        args[tail + 1] = sizes[0]
+        args[slot["off_a"]] = a0 + 8 * tail
+        bb = bufs[-1]
+        args[slot["data_b"]] = bb.__array_interface__["data"][0]
+        args[tail + 3] = sizes[-1]
+        args[slot["off_b"]] = a0 + 8 * (tail + 2)
+        args[slot["lens"]], args[slot["status"]] = a0 + 8 * (tail + 4), a0 + 8 * (tail + 5)
+        args[slot["out_off"]], args[slot["row_cap"]] = a0 + 8 * (tail + 6), a0 + 8 * (tail + 7)
+        args[tail + 7] = width
+        args[slot["pad_to"]] = width
+        tls = _scratch.__dict__
+        wbuf = tls.get("wbuf")
+        if wbuf is None or wbuf.size < 4 * self.max_input_chars_per_word + 8:
+            wbuf = tls["wbuf"] = np.empty(4 * self.max_input_chars_per_word + 8, np.uint8)
+        key = ("scratch", dtype)
+        scratch = tls.get(key)
+        if scratch is None or scratch.size < max(budget, 1):
+            scratch = tls[key] = np.empty(max(budget, 1), dtype)
+        args[slot["wbuf"]] = wbuf.__array_interface__["data"][0]
+        args[slot["scratch"]] = scratch.__array_interface__["data"][0]
+        cfunc(a0)
+        status = int(args[tail + 5])
+        if status != STATUS_OK:
+            from prepjit.lowering.text_kernel import STATUS_TOO_LONG
+
+            if status == STATUS_TOO_LONG:
+                raise ValueError(f"the encoding is longer than max_length={opts['max_length']} and truncation is "
+                                 f"off; pass truncation=True, or padding='longest'/False")
+            raise ValueError(f"truncation={opts['truncation']!r} cannot fit max_length={opts['max_length']}: the "
+                             f"sequence to truncate is too short")
+        if padding == "max_length":
+            return out
+        n = int(args[tail + 4])
+        L = _round_up(n, mult) if padding == "longest" else n
+        return out if L == out.shape[1] else np.ascontiguousarray(out[:, :L])
 
     def _encode(self, cols, opts, dtype, threads):
         from prepjit.lowering.text_kernel import ARGS, STATUS_TOO_LONG, STATUS_TRUNC, TRUNC, load_kernel
@@ -412,6 +509,11 @@ def _cached_tables(key_parts: tuple, build) -> dict:
     return arrays
 
 
+_EMPTY = np.zeros(1, np.uint8)  # stands for an empty text (a valid pointer the kernel never reads)
+_scratch = threading.local()  # per-thread word buffer and pair scratch of single-sample calls
+_OPTIONS: dict = {}  # options attribute text -> dict
+
+
 def _id_dtype(dtype) -> np.dtype:
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.int64), np.dtype(np.int32)):
@@ -520,12 +622,10 @@ def _check_utf8(joined: bytes, offs: np.ndarray, enc: list, what: str, first: in
 # -- @jit_preprocess integration --------------------------------------------------------------------------------
 def host_tokenize(fingerprint: str, options: str, dtype, *texts) -> np.ndarray:
     """``text.bert_tokenize``'s host implementation: one sample → (3, L) [ids, type ids, mask]."""
-    tok = _REGISTRY[fingerprint]
-    try:
-        out = tok._encode([[t] for t in texts], json.loads(options), np.dtype(dtype), 1)
-    except (TypeError, ValueError) as e:  # one sample: the prologue names the argument instead
-        raise type(e)(str(e).removeprefix("sample 0: ")) from None
-    return np.stack([np.asarray(out[k][0]) for k in ("input_ids", "token_type_ids", "attention_mask")])
+    opts = _OPTIONS.get(options)
+    if opts is None:
+        opts = _OPTIONS[options] = json.loads(options)
+    return _REGISTRY[fingerprint]._encode_one(texts, opts, np.dtype(dtype))
 
 
 def _row_selectors(c):

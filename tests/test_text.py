@@ -440,3 +440,29 @@ def test_batch_of_a_tokenizing_function_is_one_native_pass(uncased, monkeypatch)
     calls.clear()
     np.testing.assert_array_equal(composed.batch(LINES, threads=1), ids * 2)
     assert len(calls) == len(LINES)
+
+
+@pytest.mark.parametrize("opts", [dict(padding=False), dict(padding="longest", mult=8),
+                                  dict(max_length=12, padding="max_length", truncation=True),
+                                  dict(max_length=12, padding="longest", truncation="only_first"),
+                                  dict(max_length=40, padding="max_length"), dict(padding=False, add=False)])
+@pytest.mark.parametrize("pair", [False, True])
+def test_single_calls(uncased, opts, pair):
+    """tok(text[, pair], ...) — the low-latency single-sample path — row by row against HF."""
+    tok, hf = uncased
+    texts = EDGE + LINES
+    seconds = texts[1:] + texts[:1]
+    kw = dict(max_length=opts.get("max_length"), padding=opts["padding"], truncation=opts.get("truncation", False),
+              pad_to_multiple_of=opts.get("mult"), add_special_tokens=opts.get("add", True))
+    hf_opts = {k: v for k, v in opts.items()}
+    for i, t in enumerate(texts):
+        args = (t, seconds[i]) if pair else (t,)
+        want = hf_rows(hf, [t], [seconds[i]] if pair else None, **hf_opts)[0]
+        width = -(-(kw["max_length"] or 0) // (kw["pad_to_multiple_of"] or 1)) * (kw["pad_to_multiple_of"] or 1)
+        if isinstance(want, Exception) or (kw["padding"] == "max_length" and not kw["truncation"]
+                                           and sum(want[2]) > width):
+            with pytest.raises(ValueError):
+                tok(*args, **kw)
+            continue
+        got = tok(*args, **kw)
+        assert [list(map(int, got[k])) for k in ("input_ids", "token_type_ids", "attention_mask")] == list(want), t
