@@ -366,7 +366,7 @@ def test_megabyte_lines_are_linear(uncased):
     tok, hf = uncased
     para = " ".join(LINES) + " "
     small = para * (250_000 // len(para))
-    big = para * (2_000_000 // len(para))
+    big = para * (4_000_000 // len(para))
     word = "ab" * 500_000  # one megabyte-long word: [UNK] after max_input_chars_per_word
     times = []
     for t in (small, big):
@@ -376,7 +376,7 @@ def test_megabyte_lines_are_linear(uncased):
             tok.batch([t], max_length=128, truncation=False, padding=False)
             runs.append(time.perf_counter() - t0)
         times.append(min(runs))
-    assert times[1] < 20 * times[0] + 0.05  # 8x the input: linear, not quadratic
+    assert times[1] < 64 * times[0] + 0.1  # 16x the input: linear (16x the time), not quadratic (256x)
     check(tok, hf, [big[:1_000_000], word, word + " x"], padding=False)
 
 
