@@ -31,7 +31,6 @@ import numpy as np
 
 __all__ = ["BertTokenizer"]
 
-PADDING = ("max_length", "longest", False, True, None, "do_not_pad")
 TRUNCATION = (True, False, None, "longest_first", "only_first", "only_second", "do_not_truncate")
 _WHITE_SPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
                 + "\u2028\u2029\u202f\u205f\u3000")  # Unicode White_Space, what Rust's trim_end trims
