@@ -257,6 +257,12 @@ class JitFunction:
             from prepjit.runtime import cuda
 
             return cuda.run(self, list(zip(*cols)), single=False, seed=seed, index=index)
+        if any(isinstance(c[0], (str, bytes)) for c in cols):  # text: one native pass over all samples
+            from prepjit.text import batch_text
+
+            out = batch_text(self, cols, threads)
+            if out is not None:
+                return out
         torch_out = any(_is_torch_tensor(c[0]) for c in cols)
 
         def sample(i):
@@ -312,6 +318,12 @@ class JitFunction:
         name = self.arg_names[i]
         if isinstance(a, (bytes, bytearray, memoryview)):  # encoded data for prepjit.image.decode
             return bytes(a)
+        if isinstance(a, str):  # text for prepjit.text tokenizers: UTF-8 bytes
+            try:
+                return a.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"{self.name}(): argument {name!r} is not valid Unicode text ({e.reason} at "
+                                 f"index {e.start})") from None
         if _is_torch_tensor(a):
             if a.device.type != "cpu":
                 raise TypeError(f"{self.name}(): argument {name!r} is a {a.device.type} tensor, but this function "

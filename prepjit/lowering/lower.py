@@ -35,6 +35,7 @@ class BufferInfo:
     value: np.ndarray | None = None  # constant data
     maker: object = None          # "table": a Python function of ints building the array in the prologue
     maker_args: tuple = ()        # its arguments (dims)
+    host_args: tuple = ()         # "host": every argument position the maker reads (sentence pairs read two)
 
 
 @dataclass
@@ -381,7 +382,8 @@ def lower_function(fn: Function, constraints: list) -> Program:
             pb.add_buffer(op.result, "const", "c", value=op.attrs["value"])
         elif op.opdef.has("host"):  # computed by the call prologue from an argument (e.g. image decoding)
             pb.add_buffer(op.result, "host", "h", arg=fn.inputs.index(op.operands[0]), maker=op.opdef.reference,
-                          maker_args=tuple(sorted(op.attrs.items())))
+                          maker_args=tuple(sorted(op.attrs.items())),
+                          host_args=tuple(fn.inputs.index(o) for o in op.operands))
     for kop in (op for op in fn.ops if op.name == "kernel.fused"):
         out_bufs = [pb.add_buffer(r, "output" if r in outputs else "temp", "o" if r in outputs else "t")
                     for r in kop.results]

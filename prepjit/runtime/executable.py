@@ -95,7 +95,8 @@ class Executable:
                 env[f"_host_kw_{b.name}"] = dict(b.maker_args)
                 env[f"_host_msg_{b.name}"] = f"argument {arg_names[b.arg]!r}: {{}}"
                 lines.append("    try:")
-                lines.append(f"        {b.name} = _host_{b.name}(a{b.arg}, **_host_kw_{b.name})")
+                host_args = "".join(f"a{k}, " for k in (b.host_args or (b.arg,)))
+                lines.append(f"        {b.name} = _host_{b.name}({host_args}**_host_kw_{b.name})")
                 lines.append(f"    except ValueError as _e: raise ValueError(_host_msg_{b.name}.format(_e)) from None")
                 dims = [d.args[0] if not isinstance(d, int) else "_" for d in b.shape]
                 lines.append(f"    {', '.join(dims)}{',' if len(dims) == 1 else ''} = {b.name}.shape")

