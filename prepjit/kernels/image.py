@@ -44,6 +44,7 @@ def rs_index(*a):
     return _table(*a)[1]
 
 
+@lru_cache(maxsize=4096)
 def rs_start(*a):
     return np.ascontiguousarray(_table(*a)[1][:, 0])
 
