@@ -61,6 +61,7 @@ def rs_precision(*a):
     return _table(*a)[3]
 
 
+@lru_cache(maxsize=4096)
 def _span(in_size, out_size, mode, antialias, path, start, count):
     """[lo, hi): the input rows (or columns) that outputs [start, start + count) read (clamped like the passes)."""
     if count <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from functools import lru_cache
 
 import numpy as np
 
@@ -40,18 +41,27 @@ def _ifone(c, a, b):
 _thread_temps = threading.local()
 
 
-def _temp(name: str, shape: tuple, dtype) -> np.ndarray:
-    """A scratch array for the current thread, reused across calls (grown when a call needs more)."""
+def _temp(name: str, shape: tuple, dtype) -> int:
+    """Address of a scratch buffer for the current thread, reused across calls (grown when a call needs more).
+    Kernels see only the address: the buffer outlives the call, since this thread keeps it."""
     cache = getattr(_thread_temps, "arrays", None)
     if cache is None:
         cache = _thread_temps.arrays = {}
-    n = 1
+    nbytes = np.dtype(dtype).itemsize
     for d in shape:
-        n *= d
-    buf = cache.get((name, dtype))
-    if buf is None or buf.size < n:
-        buf = cache[(name, dtype)] = np.empty(max(n, 1), dtype)
-    return buf[:n].reshape(shape)
+        nbytes *= d
+    entry = cache.get(name)  # shared by every program's buffer of this name: sized in bytes, 64-byte aligned
+    if entry is None or entry[1] < nbytes:
+        buf = np.empty(max(nbytes, 1) + 64, np.uint8)
+        entry = cache[name] = (buf, nbytes, buf.ctypes.data + (-buf.ctypes.data) % 64)
+    return entry[2]
+
+
+@lru_cache(maxsize=8192)
+def _table(maker, *args) -> tuple:
+    """(array, address) of a weight table: the cache keeps the array alive while its address is handed out."""
+    a = maker(*args)
+    return a, a.ctypes.data
 
 
 class Executable:
@@ -65,7 +75,7 @@ class Executable:
     @staticmethod
     def _build(prog: Program, native, arg_names, spec_text):
         lines: list[str] = []
-        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp,
+        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
                      "_native": native.cfunc if native else None,
                      "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_aligned_copy": lambda a: a.copy()}
         inputs = [b for b in prog.buffers.values() if b.kind == "input"]
@@ -128,8 +138,9 @@ class Executable:
                 ptrs.append(f"{b.name}.ctypes.data")
             elif b.kind == "table":  # built (and cached) by a Python function of the sizes
                 env[f"_mk_{b.name}"] = b.maker
-                lines.append(f"    {b.name} = _mk_{b.name}({', '.join(D.to_py(x) for x in b.maker_args)})")
-                ptrs.append(f"{b.name}.ctypes.data")
+                args = "".join(f", {D.to_py(x)}" for x in b.maker_args)
+                lines.append(f"    {b.name}, {b.name}_ptr = _table(_mk_{b.name}{args})")
+                ptrs.append(f"{b.name}_ptr")
             else:
                 env[f"_dt_{b.name}"] = b.dtype
                 shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
@@ -146,7 +157,9 @@ class Executable:
                 else:
                     # temporaries live only during the native call: reuse this thread's buffer (fresh
                     # allocations of large arrays page-fault on every call, and faults serialize threads)
-                    lines.append(f"    {b.name} = _temp({b.name!r}, {shape}, _dt_{b.name})")
+                    lines.append(f"    {b.name}_ptr = _temp({b.name!r}, {shape}, _dt_{b.name})")
+                    ptrs.append(f"{b.name}_ptr")
+                    continue
                 ptrs.append(f"{b.name}.ctypes.data")
         if prog.kernels:
             slot_values = ptrs + list(prog.params)
