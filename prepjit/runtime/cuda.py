@@ -28,7 +28,6 @@ import numpy as np
 from prepjit import __version__
 from prepjit.errors import CompileError, PrepjitError
 from prepjit.ir import dims as D
-from prepjit.ir.types import TensorType
 from prepjit.lowering.lower import Program
 
 NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
@@ -189,7 +188,7 @@ class SamplePlan:
 
 def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
     """Generate ``plan(a0, ...) -> SamplePlan``: the CPU prologue's checks and sizes, no native call."""
-    from prepjit.runtime.executable import _fdiv, _fmod, _ifone  # the prologue's helpers (same semantics)
+    from prepjit.runtime.executable import _fdiv, _fmod, _ifone, emit_sizes  # the CPU prologue's pieces
 
     env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_Plan": SamplePlan,
                  "_Dev": DeviceArray}
@@ -197,43 +196,9 @@ def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
     args = [f"a{k}" for k in range(len(prog.inputs))] + ["_rng=(0, 0)"]
     lines = [f"def plan({', '.join(args)}):",
              "    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)"]
-    for k, t in enumerate(prog.inputs):
-        if not isinstance(t, TensorType):
-            continue
-        a = f"a{k}"
-        lines.append(f"    if type({a}) is not _Dev: {a} = _np.ascontiguousarray({a})")
-        names = []
-        for j, d in enumerate(t.shape):
-            if isinstance(d, int):
-                names.append("_")
-                env[f"_shape_msg{k}"] = f"argument {arg_names[k]!r}: expected {spec_text[k]} but got shape {{}}"
-                lines.append(f"    if {a}.shape[{j}] != {d}: raise TypeError(_shape_msg{k}.format({a}.shape))")
-            else:
-                names.append(d.args[0])
-        if names:
-            lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {a}.shape")
-    for b in prog.buffers.values():
-        if b.kind == "host":
-            env[f"_host_{b.name}"] = b.maker
-            env[f"_host_kw_{b.name}"] = dict(b.maker_args)
-            env[f"_host_msg_{b.name}"] = f"argument {arg_names[b.arg]!r}: {{}}"
-            lines.append("    try:")
-            lines.append(f"        {b.name} = _np.ascontiguousarray(_host_{b.name}(a{b.arg}, **_host_kw_{b.name}))")
-            lines.append(f"    except ValueError as _e: raise ValueError(_host_msg_{b.name}.format(_e)) from None")
-            dims = [d.args[0] if not isinstance(d, int) else "_" for d in b.shape]
-            lines.append(f"    {', '.join(dims)}{',' if len(dims) == 1 else ''} = {b.name}.shape")
-    for i, c in enumerate(prog.constraints):
-        args = [D.to_py(x) for x in c.args]
-        env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
-        cond = _CHECKS[c.kind].format(*args)
-        lines.append(f"    if not ({cond}): raise {c.error}(_msg{i}.format({', '.join(args)}))")
-    for name, d in prog.params.items():
-        if isinstance(d, tuple) and d[0] == "stride":
-            _, buf, j = d
-            b = prog.buffers[buf]
-            lines.append(f"    {name} = a{b.arg}.strides[{j}] // {b.dtype.itemsize}")
-        elif not (isinstance(d, D.Dim) and d.op == "sym"):
-            lines.append(f"    {name} = {D.to_py(d)}")
+    emit_sizes(prog, arg_names, spec_text, env, lines,
+               input_prep="if type({a}) is not _Dev: {a} = _np.ascontiguousarray({a})",
+               host_wrap="_np.ascontiguousarray({})")
     arrays, sized = [], []
     for b in prog.buffers.values():
         if b.kind == "input":

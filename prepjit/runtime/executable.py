@@ -64,6 +64,51 @@ def _table(maker, *args) -> tuple:
     return a, a.ctypes.data
 
 
+def emit_sizes(prog: Program, arg_names, spec_text, env: dict, lines: list, input_prep: str,
+               host_wrap: str = "{}") -> None:
+    """Prologue lines shared by the CPU call and the CUDA planner: unpack input shapes (static dims are part of
+    the specialization and are checked), run host ops (decoding: their sizes are new symbols), check every size
+    constraint, compute the size parameters. ``input_prep``/``host_wrap`` adapt inputs and host results."""
+    for k, t in enumerate(prog.inputs):
+        if not isinstance(t, TensorType):  # encoded bytes: read only by host ops below
+            continue
+        a = f"a{k}"
+        lines.append("    " + input_prep.format(a=a))
+        names = []
+        for j, d in enumerate(t.shape):
+            if isinstance(d, int):
+                names.append("_")
+                env[f"_shape_msg{k}"] = f"argument {arg_names[k]!r}: expected {spec_text[k]} but got shape {{}}"
+                lines.append(f"    if {a}.shape[{j}] != {d}: raise TypeError(_shape_msg{k}.format({a}.shape))")
+            else:
+                names.append(d.args[0])
+        if names:
+            lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {a}.shape")
+    for b in prog.buffers.values():
+        if b.kind == "host":
+            env[f"_host_{b.name}"] = b.maker
+            env[f"_host_kw_{b.name}"] = dict(b.maker_args)
+            env[f"_host_msg_{b.name}"] = f"argument {arg_names[b.arg]!r}: {{}}"
+            host_args = "".join(f"a{k}, " for k in (b.host_args or (b.arg,)))
+            lines.append("    try:")
+            lines.append(f"        {b.name} = {host_wrap.format(f'_host_{b.name}({host_args}**_host_kw_{b.name})')}")
+            lines.append(f"    except ValueError as _e: raise ValueError(_host_msg_{b.name}.format(_e)) from None")
+            dims = [d.args[0] if not isinstance(d, int) else "_" for d in b.shape]
+            lines.append(f"    {', '.join(dims)}{',' if len(dims) == 1 else ''} = {b.name}.shape")
+    for i, c in enumerate(prog.constraints):
+        args = [D.to_py(x) for x in c.args]
+        env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
+        cond = _CHECKS[c.kind].format(*args)
+        lines.append(f"    if not ({cond}): raise {c.error}(_msg{i}.format({', '.join(args)}))")
+    for name, d in prog.params.items():
+        if isinstance(d, tuple) and d[0] == "stride":
+            _, buf, j = d
+            b = prog.buffers[buf]
+            lines.append(f"    {name} = a{b.arg}.strides[{j}] // {b.dtype.itemsize}")
+        elif not (isinstance(d, D.Dim) and d.op == "sym"):
+            lines.append(f"    {name} = {D.to_py(d)}")
+
+
 class Executable:
     """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure."""
 
@@ -83,45 +128,8 @@ class Executable:
         env.update(D.CALLS)  # named size rules used by dim expressions
         lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
         lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
-        # sizes of inputs; static dims are part of the specialization and are checked here
-        for k, t in enumerate(prog.inputs):
-            if not isinstance(t, TensorType):  # encoded bytes: read only by host ops below
-                continue
-            a = f"a{k}"
-            lines.append(f"    if not {a}.flags.aligned: {a} = _aligned_copy({a})")
-            names = []
-            for j, d in enumerate(t.shape):
-                if isinstance(d, int):
-                    names.append("_")
-                    env[f"_shape_msg{k}"] = f"argument {arg_names[k]!r}: expected {spec_text[k]} but got shape {{}}"
-                    lines.append(f"    if {a}.shape[{j}] != {d}: raise TypeError(_shape_msg{k}.format({a}.shape))")
-                else:
-                    names.append(d.args[0])
-            if names:
-                lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {a}.shape")
-        for b in prog.buffers.values():  # host ops (decoding) run first: their sizes are new symbols
-            if b.kind == "host":
-                env[f"_host_{b.name}"] = b.maker
-                env[f"_host_kw_{b.name}"] = dict(b.maker_args)
-                env[f"_host_msg_{b.name}"] = f"argument {arg_names[b.arg]!r}: {{}}"
-                lines.append("    try:")
-                host_args = "".join(f"a{k}, " for k in (b.host_args or (b.arg,)))
-                lines.append(f"        {b.name} = _host_{b.name}({host_args}**_host_kw_{b.name})")
-                lines.append(f"    except ValueError as _e: raise ValueError(_host_msg_{b.name}.format(_e)) from None")
-                dims = [d.args[0] if not isinstance(d, int) else "_" for d in b.shape]
-                lines.append(f"    {', '.join(dims)}{',' if len(dims) == 1 else ''} = {b.name}.shape")
-        for i, c in enumerate(prog.constraints):
-            args = [D.to_py(x) for x in c.args]
-            env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
-            cond = _CHECKS[c.kind].format(*args)
-            lines.append(f"    if not ({cond}): raise {c.error}(_msg{i}.format({', '.join(args)}))")
-        for name, d in prog.params.items():
-            if isinstance(d, tuple) and d[0] == "stride":
-                _, buf, j = d
-                b = prog.buffers[buf]
-                lines.append(f"    {name} = {'a%d' % b.arg}.strides[{j}] // {b.dtype.itemsize}")
-            elif not (isinstance(d, D.Dim) and d.op == "sym"):
-                lines.append(f"    {name} = {D.to_py(d)}")
+        emit_sizes(prog, arg_names, spec_text, env, lines,
+                   input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
         first_leaf: dict = {}
         for k, (kind, ref) in enumerate(prog.outputs):
             if kind == "buf" and prog.buffers[ref].kind == "output":
