@@ -29,6 +29,8 @@ import threading
 
 import numpy as np
 
+from prepjit.ir.func import output_structure
+
 __all__ = ["BertTokenizer"]
 
 TRUNCATION = (True, False, None, "longest_first", "only_first", "only_second", "do_not_truncate")
@@ -698,10 +700,4 @@ def batch_text(jf, cols, threads):
     names = ("input_ids", "token_type_ids", "attention_mask")
     leaves = [out[names[k]] for k in rows]
     tree = comp.traced.body.terminator.attrs["tree"]
-    if tree == "single":
-        return leaves[0]
-    if tree == "tuple":
-        return tuple(leaves)
-    if tree == "list":
-        return list(leaves)
-    return dict(zip(tree, leaves))
+    return output_structure(tree, leaves)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from prepjit.ir.core import Block, Function
+from prepjit.ir.func import output_structure
 
 
 def _run_block(block: Block, args: list) -> list:
@@ -29,10 +30,4 @@ def interpret(fn: Function, *args):
     """Evaluate ``fn`` on NumPy arrays; returns outputs in the function's structure."""
     outs = _run_block(fn.body, [np.asarray(a) for a in args])
     tree = fn.body.terminator.attrs["tree"]
-    if tree == "single":
-        return outs[0]
-    if tree == "tuple":
-        return tuple(outs)
-    if tree == "list":
-        return list(outs)
-    return dict(zip(tree, outs))
+    return output_structure(tree, outs)

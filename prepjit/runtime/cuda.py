@@ -28,6 +28,7 @@ import numpy as np
 from prepjit import __version__
 from prepjit.errors import CompileError, PrepjitError
 from prepjit.ir import dims as D
+from prepjit.ir.func import output_structure
 from prepjit.lowering.lower import Program
 
 NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
@@ -545,10 +546,4 @@ def run(jf, samples: list, single: bool, seed: int = 0, index: int = 0):
             x = torch.from_dlpack(x)
         leaves.append(x)
     tree = prog.tree
-    if tree == "single":
-        return leaves[0]
-    if tree == "tuple":
-        return tuple(leaves)
-    if tree == "list":
-        return list(leaves)
-    return dict(zip(tree, leaves))
+    return output_structure(tree, leaves)
