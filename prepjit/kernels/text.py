@@ -123,26 +123,24 @@ def vocab_trie(vocab: dict, prefix: str):
 
     children: dict = {}
     term = [-1]
-    for tok, tid in vocab.items():
+
+    def path(text: str) -> int:
+        """The trie node spelling ``text`` from the root, created as needed."""
         node = 0
-        for byte in tok.encode("utf-8"):
+        for byte in text.encode("utf-8"):
             key = node * 256 + byte
             nxt = children.get(key)
             if nxt is None:
                 nxt = children[key] = len(term)
                 term.append(-1)
             node = nxt
+        return node
+
+    for tok, tid in vocab.items():
+        node = path(tok)
         if node:
             term[node] = tid
-    node = 0  # the continuation root: the path of the prefix (created if no token uses it)
-    for byte in prefix.encode("utf-8"):
-        key = node * 256 + byte
-        nxt = children.get(key)
-        if nxt is None:
-            nxt = children[key] = len(term)
-            term.append(-1)
-        node = nxt
-    cont_root = node
+    cont_root = path(prefix)  # the continuation root: the path of the prefix (created if no token uses it)
     bits = max(4, (2 * len(children) + 1).bit_length())
     size = 1 << bits
     shift = 64 - bits

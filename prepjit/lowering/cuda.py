@@ -606,24 +606,9 @@ class CudaRenderer:
                 if self._needs_sync_after(s):
                     self.sync()
             elif isinstance(s, For) and _has_parallel(s.body):
-                n = self.expr(s.extent)
-                self.emit(f"for (long long v_{s.var} = 0; v_{s.var} < {n}; ++v_{s.var}) {{")
-                self.open_scope()
-                self.block_stmts(s.body)
-                self.close_scope()
-                self.emit("}")
+                self.serial_for(s, self.block_stmts)
             elif isinstance(s, If):
-                c = self.expr(s.cond)
-                self.emit(f"if ({c}) {{")
-                self.open_scope()
-                self.block_stmts(s.then)
-                self.close_scope()
-                if s.other:
-                    self.emit("} else {")
-                    self.open_scope()
-                    self.block_stmts(s.other)
-                    self.close_scope()
-                self.emit("}")
+                self.if_stmt(s, self.block_stmts)
             elif isinstance(s, For) and _tree_reduction(s) is not None:
                 self.tree_reduce(s, *_tree_reduction(s))
             else:
@@ -693,27 +678,34 @@ class CudaRenderer:
         self.emit("}")
 
     # -- sequential code (inside one thread) ------------------------------------------------------------------
+    def serial_for(self, s: For, body) -> None:
+        """``for`` run by every thread that reaches it; ``body`` renders the statements inside."""
+        n = self.expr(s.extent)
+        self.emit(f"for (long long v_{s.var} = 0; v_{s.var} < {n}; ++v_{s.var}) {{")
+        self.open_scope()
+        body(s.body)
+        self.close_scope()
+        self.emit("}")
+
+    def if_stmt(self, s: If, body) -> None:
+        c = self.expr(s.cond)
+        self.emit(f"if ({c}) {{")
+        self.open_scope()
+        body(s.then)
+        self.close_scope()
+        if s.other:
+            self.emit("} else {")
+            self.open_scope()
+            body(s.other)
+            self.close_scope()
+        self.emit("}")
+
     def thread_stmts(self, stmts):
         for s in stmts:
             if isinstance(s, For):
-                n = self.expr(s.extent)
-                self.emit(f"for (long long v_{s.var} = 0; v_{s.var} < {n}; ++v_{s.var}) {{")
-                self.open_scope()
-                self.thread_stmts(s.body)
-                self.close_scope()
-                self.emit("}")
+                self.serial_for(s, self.thread_stmts)
             elif isinstance(s, If):
-                c = self.expr(s.cond)
-                self.emit(f"if ({c}) {{")
-                self.open_scope()
-                self.thread_stmts(s.then)
-                self.close_scope()
-                if s.other:
-                    self.emit("} else {")
-                    self.open_scope()
-                    self.thread_stmts(s.other)
-                    self.close_scope()
-                self.emit("}")
+                self.if_stmt(s, self.thread_stmts)
             elif isinstance(s, Store):
                 self.store(s)
             else:
