@@ -86,7 +86,7 @@ def build_traced(traced: Function, target: str = "cpu", verify_each: bool = Fals
     optimized = clone_function(traced)
     optimization_pipeline(verify_each).run(optimized)
     constraints = infer_types(optimized)
-    program = lower_function(optimized, constraints)
+    program = lower_function(optimized, constraints, target)
     return Compiled(traced, traced_text, optimized, program, cache_key(traced, target))
 
 
