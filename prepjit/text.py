@@ -222,8 +222,9 @@ class BertTokenizer:
                  return_token_type_ids: bool = True, add_special_tokens: bool = True, dtype=np.int64):
         """Encode one text (or a sentence pair) → dict of 1-d arrays, like HF's ``tokenizer(text, ...)``.
 
-        Inside ``@jit_preprocess`` ``text``/``text_pair`` are the function's text arguments and this builds the
-        ``text.bert_tokenize`` op; its results compose with numeric ops like any array.
+        Inside ``@jit_preprocess`` ``text``/``text_pair`` are the function's text arguments and this traces the
+        ``text`` dialect's chain (``prepjit.ir.text``), which the compiler fuses into one ``text.bert_tokenize``
+        kernel; its results compose with numeric ops like any array.
         """
         opts = _options(max_length, padding, truncation, pad_to_multiple_of, add_special_tokens, text_pair is not None)
         dtype = _id_dtype(dtype)
@@ -257,9 +258,24 @@ class BertTokenizer:
         rec = _recorder()
         fixed = opts["padding"] == "max_length" and opts["truncation"] != 0
         length = _round_up(opts["max_length"], opts["pad_to_multiple_of"]) if fixed else -1
-        h = Traced(rec.emit("text.bert_tokenize", [t._value for t in operands],
-                            {"tokenizer": self.fingerprint, "options": json.dumps(opts, sort_keys=True),
-                             "dtype": dtype, "length": length, "sym_len": rec.fresh_sym()}))
+        fp = self.fingerprint
+        seqs = []
+        for t in operands:  # the text dialect's chain; fuse_text turns it into one text.bert_tokenize kernel
+            v = rec.emit("text.split_special", [t._value], {"tokenizer": fp})
+            v = rec.emit("text.normalize", [v], {"clean_text": self.clean_text, "lowercase": self.lowercase,
+                                                 "handle_chinese_chars": self.handle_chinese_chars,
+                                                 "strip_accents": self.strip_accents})
+            v = rec.emit("text.pre_tokenize", [v])
+            seqs.append(rec.emit("text.wordpiece", [v], {"tokenizer": fp}))
+        nsp = (len(seqs) + 1) if opts["add_special_tokens"] else 0
+        trunc = opts["truncation"] or "none"
+        v = rec.emit("text.truncate", seqs, {"truncation": trunc,
+                                             "budget": opts["max_length"] - nsp if trunc != "none" else -1})
+        v = rec.emit("text.post_process", [v], {"tokenizer": fp, "add_special_tokens": opts["add_special_tokens"]})
+        v = rec.emit("text.pad", [v], {"tokenizer": fp, "padding": opts["padding"] or "none",
+                                       "max_length": -1 if opts["max_length"] is None else opts["max_length"],
+                                       "pad_to_multiple_of": opts["pad_to_multiple_of"] or 0})
+        h = Traced(rec.emit("text.mask", [v], {"dtype": dtype, "length": length, "sym_len": rec.fresh_sym()}))
         return _select({"input_ids": h[0], "token_type_ids": h[1], "attention_mask": h[2]}, want_mask, want_types)
 
     def _plan(self, opts: dict, dtype: np.dtype, pair: bool):
@@ -633,7 +649,11 @@ def _row_selectors(c):
     """For a traced function that only tokenizes: (host op, [row per output leaf]); else None."""
     from prepjit.ir import dims as D
 
-    fn = c.traced
+    from prepjit.compiler.passes.fuse_text import fuse_text
+    from prepjit.ir.core import clone_function
+
+    fn = clone_function(c.traced)
+    fuse_text(fn)  # the chain as the one op the batch path runs
     hosts = [op for op in fn.ops if op.name == "text.bert_tokenize"]
     if len(hosts) != 1:
         return None

@@ -466,3 +466,131 @@ def test_single_calls(uncased, opts, pair):
             continue
         got = tok(*args, **kw)
         assert [list(map(int, got[k])) for k in ("input_ids", "token_type_ids", "attention_mask")] == list(want), t
+
+
+# -- the text dialect and its fusion ----------------------------------------------------------------------------
+CHAIN = ["text.split_special", "text.normalize", "text.pre_tokenize", "text.wordpiece"]
+TAIL = ["text.truncate", "text.post_process", "text.pad", "text.mask"]
+
+
+def _op_names(ir_text: str) -> list:
+    import re
+
+    return re.findall(r"= (text\.\w+)", ir_text)
+
+
+def _optimize(ir_text: str):
+    from prepjit.compiler.driver import optimization_pipeline
+    from prepjit.ir.parser import parse_function
+
+    fn = parse_function(ir_text)
+    optimization_pipeline(verify_each=True).run(fn)
+    return fn
+
+
+def test_traced_chain_fuses_into_one_kernel_op(uncased):
+    tok, _ = uncased
+
+    @pj.jit_preprocess
+    def enc(a, b):
+        return tok(a, b, max_length=16, padding="max_length", truncation="only_second")
+
+    enc("x", "y")
+    assert _op_names(enc.ir("traced")) == CHAIN + CHAIN + TAIL
+    assert _op_names(enc.ir("optimized")) == ["text.bert_tokenize"]
+    from prepjit.ir.printer import print_function
+
+    assert _op_names(print_function(_optimize(enc.ir("traced")))) == ["text.bert_tokenize"]
+
+
+def _interpret(jf, *texts):
+    """The traced (unfused) chain run by the reference interpreter, stage references only."""
+    from prepjit.ir.parser import parse_function
+    from prepjit.kernels.reference import interpret
+
+    return interpret(parse_function(jf.ir("traced")), *[t.encode("utf-8") for t in texts])
+
+
+@pytest.mark.parametrize("which", ["uncased", "cased"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=text_st, b=text_st, data=st.data())
+def test_unfused_chain_equals_hf_and_fused_kernel(which, request, a, b, data):
+    tok, hf = request.getfixturevalue(which)
+    pair = data.draw(st.booleans())
+    max_length = data.draw(st.integers(3, 24))
+    padding = data.draw(st.sampled_from(["max_length", "longest", False]))
+    truncation = data.draw(st.sampled_from([True, False, "only_first"] + (["only_second"] if pair else [])))
+    mult = data.draw(st.sampled_from([None, 4]))
+    add = data.draw(st.booleans())
+    texts = (a, b) if pair else (a,)
+
+    kw = dict(max_length=max_length, padding=padding, truncation=truncation, pad_to_multiple_of=mult,
+              add_special_tokens=add)
+    enc = pj.jit_preprocess((lambda x, y: tok(x, y, **kw)) if pair else (lambda x: tok(x, **kw)))
+
+    want = hf_rows(hf, [a], [b] if pair else None, max_length=max_length, padding=padding, truncation=truncation,
+                   mult=mult, add=add)[0]
+    width = -(-max_length // (mult or 1)) * (mult or 1)
+    if isinstance(want, Exception) or (padding == "max_length" and not truncation and len(want[0]) > width):
+        with pytest.raises(ValueError):
+            enc(*texts)
+        with pytest.raises(ValueError):
+            _interpret(enc, *texts)
+        return
+    fused = enc(*texts)
+    ref = _interpret(enc, *texts)
+    names = ("input_ids", "token_type_ids", "attention_mask")
+    assert [list(map(int, ref[k])) for k in names] == list(want)
+    assert [list(map(int, fused[k])) for k in names] == list(want)
+
+
+def test_shared_stages_are_recomputed_per_fused_op(uncased):
+    """Two tokenizer calls on one text: CSE merges their first stages (an intermediate with two users); each
+    chain still fuses, into its own kernel op, and both results are HF's."""
+    tok, hf = uncased
+    from prepjit.compiler.passes import canonicalize, cse, dce, fuse_text
+    from prepjit.ir.core import users
+    from prepjit.ir.parser import parse_function
+    from prepjit.ir.verifier import verify
+
+    @pj.jit_preprocess
+    def two(text):
+        short = tok(text, max_length=6, padding="max_length", truncation=True)["input_ids"]
+        full = tok(text, padding="longest", add_special_tokens=False)["input_ids"]
+        return short, full
+
+    s = LINES[2]
+    short, full = two(s)
+    fn = parse_function(two.ir("traced"))
+    cse(fn)
+    canonicalize(fn)
+    dce(fn)
+    wp = [op for op in fn.ops if op.name == "text.wordpiece"]
+    assert len(wp) == 1 and len(users(fn.body)[wp[0].result]) == 2
+    assert fuse_text(fn)
+    verify(fn)
+    assert [op.name for op in fn.ops if op.name.startswith("text.")] == ["text.bert_tokenize"] * 2
+    assert list(map(int, short)) == hf_rows(hf, [s], max_length=6, padding="max_length", truncation=True)[0][0]
+    assert list(map(int, full)) == hf_rows(hf, [s], padding="longest", add=False)[0][0]
+    ref = _interpret(two, s)
+    assert [list(map(int, r)) for r in ref] == [list(map(int, short)), list(map(int, full))]
+
+
+def test_chain_that_does_not_match_is_not_fused(uncased):
+    """A hand-edited chain whose normalizer differs from its tokenizer's is not the kernel's: not fused (an
+    error naming the op), while the reference interpreter still runs it."""
+    tok, _ = uncased
+
+    @pj.jit_preprocess
+    def enc(text):
+        return tok(text, padding=False)
+
+    enc("x")
+    edited = enc.ir("traced").replace("lowercase = true", "lowercase = false")
+    with pytest.raises(pj.UnsupportedError, match="text.mask: its operand is not a BERT chain"):
+        _optimize(edited)
+    from prepjit.ir.parser import parse_function
+    from prepjit.kernels.reference import interpret
+
+    out = interpret(parse_function(edited), b"Hello World")
+    assert list(map(int, out["input_ids"])) == [tok.cls_id, tok.unk_id, tok.unk_id, tok.sep_id]
