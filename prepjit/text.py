@@ -201,17 +201,17 @@ class BertTokenizer:
                     cp = _cached_tables(("codepoints", K.DATA.read_bytes(), flags), lambda: dict(zip(
                         ("stage1", "stage2", "pool", "asc"), K.codepoint_tables(*flags))))
                     stage1, stage2, pool, asc = cp["stage1"], cp["stage2"], cp["pool"], cp["asc"]
-                    vt = _cached_tables(("vocab", self.fingerprint, self.prefix), lambda: dict(zip(
-                        ("htab", "term", "cont_root", "hmask", "hshift", "rootc", "contc"),
-                        K.vocab_trie(self.vocab, self.prefix))))
-                    htab, term, rootc, contc = vt["htab"], vt["term"], vt["rootc"], vt["contc"]
-                    cont_root, hmask, hshift = int(vt["cont_root"]), int(vt["hmask"]), int(vt["hshift"])
-                    first, sdata, soff, sids, nspec = K.special_tables(self.special_tokens)
-                    keep = dict(stage1=stage1, stage2=stage2, pool=pool, asc=asc, spec_first=first, spec_data=sdata,
-                                spec_off=soff, spec_ids=sids, htab=htab, term=term, rootc=rootc,
-                                contc=contc)
-                    scalars = dict(nspec=nspec, hmask=hmask, hshift=hshift, cont_root=cont_root,
-                                   unk_id=self.unk_id, max_chars=self.max_input_chars_per_word)
+                    vt = _cached_tables(("vocab", self.fingerprint, self.prefix), lambda: {
+                        **K.vocab_trie(self.vocab, self.prefix), **dict(zip(
+                            ("spec_first", "spec_data", "spec_off", "spec_ids", "nspec"),
+                            K.special_tables(self.special_tokens)))})
+                    keep = dict(stage1=stage1, stage2=stage2, pool=pool, asc=asc)
+                    scalars = dict(unk_id=self.unk_id, max_chars=self.max_input_chars_per_word)
+                    for k, v in vt.items():
+                        if v.ndim:
+                            keep[k] = np.ascontiguousarray(v)
+                        else:
+                            scalars[k] = int(v)
                     ctx = np.array([keep[n].ctypes.data if n in keep else scalars[n] for n in CTX], np.int64)
                     self._ctx = (ctx, keep)
         return self._ctx[0]
@@ -499,14 +499,23 @@ def _split(flat: np.ndarray, lens: np.ndarray) -> list:
     return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
+_TABLES_SOURCE = b""
+
+
 def _cached_tables(key_parts: tuple, build) -> dict:
     """Tables built once and kept in prepjit's disk cache next to the compiled code (npz payloads)."""
     import io
 
+    from prepjit.kernels import text as K
     from prepjit.lowering.text_kernel import kernel_key
+
+    global _TABLES_SOURCE
+    if not _TABLES_SOURCE:
+        _TABLES_SOURCE = hashlib.sha256(open(K.__file__, "rb").read()).digest()
     from prepjit.runtime.cache import get_cache
 
     h = hashlib.sha256(kernel_key(64).encode())
+    h.update(_TABLES_SOURCE)  # the table builders' own code: a new table layout is a new entry
     for p in key_parts:
         h.update(p if isinstance(p, bytes) else repr(p).encode())
     key = h.hexdigest()

@@ -594,3 +594,83 @@ def test_chain_that_does_not_match_is_not_fused(uncased):
 
     out = interpret(parse_function(edited), b"Hello World")
     assert list(map(int, out["input_ids"])) == [tok.cls_id, tok.unk_id, tok.unk_id, tok.sep_id]
+
+
+# -- WordPiece: LinMaxMatch ---------------------------------------------------------------------------------------
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def _wordpiece_pair(vocab_list, prefix, max_chars):
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(SPECIALS + vocab_list))}
+    hf = Tokenizer(WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=max_chars,
+                             continuing_subword_prefix=prefix))
+    hf.normalizer = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=False,
+                                               lowercase=False)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok = T.BertTokenizer(vocab, lowercase=False, strip_accents=False, handle_chinese_chars=False, clean_text=False,
+                          wordpieces_prefix=prefix, max_input_chars_per_word=max_chars)
+    return tok, hf
+
+
+piece_st = st.text(alphabet="abxé", min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(initial=st.lists(piece_st, max_size=14), cont=st.lists(piece_st, max_size=14),
+       words=st.lists(st.text(alphabet="abxé", min_size=1, max_size=24), min_size=1, max_size=8),
+       prefix=st.sampled_from(["##", "x"]), max_chars=st.sampled_from([3, 8, 100]))
+def test_wordpiece_adversarial_vocabularies(initial, cont, words, prefix, max_chars):
+    """LinMaxMatch == HF's greedy longest-match-first on random small vocabularies (missing pieces, tokens that
+    are prefixes of each other, a continuation prefix that is itself a word character, multi-byte characters):
+    same pieces, same whole-word [UNK], same max_input_chars_per_word."""
+    tok, hf = _wordpiece_pair(initial + [prefix + c for c in cont], prefix, max_chars)
+    texts = [" ".join(words), words[0]] + words
+    check(tok, hf, texts, add=False)
+
+
+def test_wordpiece_failure_chains():
+    """Vocabularies built so that a failure pops several tokens and follows several links: "a"*k, "##a"*k."""
+    for k in (1, 2, 3, 5):
+        vocab = ["a" * j for j in range(1, k + 1)] + ["##" + "a" * j for j in range(1, k + 1)] + ["aab", "##ab", "b"]
+        for pieces in (vocab, vocab[:-1], [v for v in vocab if v != "##a"]):
+            tok, hf = _wordpiece_pair(pieces, "##", 100)
+            texts = ["a" * n + s for n in range(1, 14) for s in ("", "b", "ab", "ba")]
+            check(tok, hf, texts, add=False)
+
+
+def test_wordpiece_is_linear_in_the_word():
+    """A token "a"*L + "b" in the vocabulary makes greedy longest-match rescan the word at every piece of "a"*L
+    (quadratic); LinMaxMatch's failure links keep it linear: 4x the word (and token) is far below 16x the time."""
+    times = []
+    for n in (25_000, 100_000):
+        tok, _ = _wordpiece_pair(["a", "##a", "a" * n + "b", "##" + "a" * n + "b"], "##", 10 ** 6)
+        tok.batch(["a"])  # tables and kernel built
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = tok.batch(["a" * n], add_special_tokens=False)["input_ids"][0]
+            runs.append(time.perf_counter() - t0)
+        assert out.tolist() == [tok.vocab["a"]] + [tok.vocab["##a"]] * (n - 1)
+        times.append(min(runs))
+    assert times[1] < 8 * times[0] + 0.02, times  # greedy: ~16x, and seconds
+
+
+def test_megabyte_word_is_linear(uncased):
+    """A megabyte-long word tokenized (not [UNK]ed: max_input_chars_per_word raised) in linear time."""
+    tok0, _ = uncased
+    tok = T.BertTokenizer(tok0.vocab, max_input_chars_per_word=4_000_000)
+    times, outs = [], []
+    for n in (250_000, 1_000_000):
+        word = ("unaffable" * (n // 9 + 1))[:n]
+        tok.batch([word[:10]])
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = tok.batch([word], add_special_tokens=False)["input_ids"][0]
+            runs.append(time.perf_counter() - t0)
+        times.append(min(runs))
+        outs.append(out)
+    small = tok.batch(["unaffable" * 40], add_special_tokens=False)["input_ids"][0].tolist()
+    period = tok.batch(["unaffable" * 41], add_special_tokens=False)["input_ids"][0].tolist()[len(small):]
+    assert outs[1][:len(small) - len(period)].tolist() == small[:-len(period)]  # the same pieces repeat
+    assert times[1] < 8 * times[0] + 0.05, times
