@@ -350,8 +350,8 @@ class BertTokenizer:
         args[slot["pad_to"]] = width
         tls = _scratch.__dict__
         wbuf = tls.get("wbuf")
-        if wbuf is None or wbuf.size < 4 * self.max_input_chars_per_word + 8:
-            wbuf = tls["wbuf"] = np.empty(4 * self.max_input_chars_per_word + 8, np.uint8)
+        if wbuf is None or wbuf.size < 6 * self.max_input_chars_per_word + 16:
+            wbuf = tls["wbuf"] = np.empty(6 * self.max_input_chars_per_word + 16, np.uint8)
         key = ("scratch", dtype)
         scratch = tls.get(key)
         if scratch is None or scratch.size < max(budget, 1):
@@ -421,7 +421,7 @@ class BertTokenizer:
         status = np.zeros(n, np.int64)
         kernel = load_kernel(dtype.itemsize * 8)
         ctx = self._context()
-        wbytes = 4 * self.max_input_chars_per_word + 8
+        wbytes = 6 * self.max_input_chars_per_word + 16  # the word, then the run of marks (see text_kernel)
         chunks = [(k * n // nchunks, (k + 1) * n // nchunks) for k in range(nchunks)]
         common = dict(ctx=ctx.ctypes.data, ids=ids.ctypes.data, types=types.ctypes.data, mask=mask.ctypes.data,
                       pair=int(pair), add_special=int(add), trunc=trunc, budget=budget, pad_to=pad_to,

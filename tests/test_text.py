@@ -674,3 +674,38 @@ def test_megabyte_word_is_linear(uncased):
     period = tok.batch(["unaffable" * 41], add_special_tokens=False)["input_ids"][0].tolist()[len(small):]
     assert outs[1][:len(small) - len(period)].tolist() == small[:-len(period)]  # the same pieces repeat
     assert times[1] < 8 * times[0] + 0.05, times
+
+
+# -- NFD canonical reordering of the marks that survive accent stripping --------------------------------------------
+def _marks():
+    with np.load(pathlib.Path(T.__file__).parent / "data" / "bert_codepoints.npz") as z:
+        return [chr(c) for c in z["ccc_cp"]], [chr(c) for c in z["strip_starter"]]
+
+
+MARKS, STRIPPED_STARTERS = _marks()
+# surviving marks of several classes, nonspacing marks (transparent, or ending a run: U+0E31, U+0F71 has class 129),
+# characters whose decomposition ends in surviving marks, cleanup-removed characters (transparent), letters
+MARK_ALPHABET = (MARKS + STRIPPED_STARTERS[:40:4] + ["\u0301", "\u0316", "\u0f71", "\u0e31", "\U0001d15f",
+                                                      "\U0001d160", "\x00", "\u200b", "\x01", "é", "a", "B", " "])
+
+
+@pytest.mark.parametrize("opts", [dict(lowercase=True), dict(lowercase=False, strip_accents=True),
+                                  dict(lowercase=True, strip_accents=False), dict(clean_text=False)])
+@settings(max_examples=80, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(MARK_ALPHABET), max_size=10).map("".join), min_size=1, max_size=8))
+def test_nfd_reorders_surviving_marks(opts, texts):
+    """With a vocabulary holding every character (and its ## form), the ids spell the normalized characters in
+    order: sequences of marks that survive stripping come out canonically reordered, exactly as HF's NFD."""
+    chars = sorted({ch for t in MARK_ALPHABET for ch in t} | {"a", "b", "e"})
+    vocab = SPECIALS + chars + ["##" + ch for ch in chars]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(vocab))}
+    hf = BertWordPieceTokenizer(vocab, **opts)
+    tok = T.BertTokenizer(vocab, **opts)
+    check(tok, hf, ["x" + t for t in texts] + texts, padding=False)
+    from prepjit.kernels import text_reference as R
+
+    for t in texts:  # the text dialect's stage references agree too
+        words = R.pre_tokenize(R.normalize(R.split_special(t.encode(), tokenizer=tok.fingerprint),
+                                           clean_text=tok.clean_text, handle_chinese_chars=tok.handle_chinese_chars,
+                                           strip_accents=tok.strip_accents, lowercase=tok.lowercase))
+        assert list(R.wordpiece(words, tokenizer=tok.fingerprint)) == hf.encode(t, add_special_tokens=False).ids

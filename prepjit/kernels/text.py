@@ -8,7 +8,14 @@ BertPreTokenizer's classes (whitespace splits, punctuation is isolated). The res
 
     kind 0  word character, output = the input bytes            kind 2  whitespace (ends the word)
     kind 1  removed                                               kind 3  isolated character (punctuation, CJK)
-    kind 4  several output characters: ``pool[entry >> 3]`` = count, then per character [class, nbytes, bytes]
+    kind 4  several output characters: ``pool[entry >> 3]`` = count, then per character
+            [class, nbytes, combining class, bytes]
+    kind 5  a mark that survives accent stripping, output = the input bytes, combining class ``entry >> 3``
+    kind 6  removed by accent stripping, and its decomposition holds a starter (ends a run of marks)
+
+NFD's canonical reordering (HF strips accents after a full NFD): marks with a nonzero combining class that are
+not nonspacing survive the stripping, and the kernel inserts each one into the run of marks before it (stable, by
+combining class); characters removed by cleanup, and nonspacing marks without a starter, are transparent to runs.
 
 stored as a two-stage table (256-code-point blocks, identical blocks shared) plus an ASCII table
 (``kind << 8 | output byte``). Vocabulary: a byte trie with LinMaxMatch failure links and failure pops (see
@@ -23,7 +30,7 @@ import numpy as np
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "bert_codepoints.npz"
 NCP = 0x110000
-WORD, REMOVED, SPACE, ISOLATED, POOLED = 0, 1, 2, 3, 4
+WORD, REMOVED, SPACE, ISOLATED, POOLED, MARK, BREAK = 0, 1, 2, 3, 4, 5, 6
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,6 +76,11 @@ def codepoint_tables(clean_text: bool, handle_chinese_chars: bool, strip_accents
         c = ord(ch)
         return SPACE if ws[c] else ISOLATED if punct[c] else WORD
 
+    ccc = dict(zip(d["ccc_cp"].tolist(), d["ccc"].tolist())) if strip_accents else {}
+    for c, k in ccc.items():  # marks that survive stripping: reordered by combining class as NFD does
+        assert kind[c] in (WORD, REMOVED) and c not in lower
+        if kind[c] == WORD:
+            kind[c] = (k << 3) | MARK
     special = {}
     for c in sorted(set(strip) | set(lower)):
         if removed[c] or spaced[c]:
@@ -79,13 +91,14 @@ def codepoint_tables(clean_text: bool, handle_chinese_chars: bool, strip_accents
         if cjk[c]:  # " c " around the (normalized) character
             items = [(SPACE, " ")] + items + [(SPACE, " ")]
         special[c] = items
+    starters = set(d["strip_starter"].tolist()) if strip_accents else set()
     pool = bytearray()
     entry = kind.astype(np.int64)
     for c, items in special.items():
         if len(items) == 1 and items[0][1] == chr(c):
             entry[c] = items[0][0]
-        elif not items:
-            entry[c] = REMOVED
+        elif not items:  # stripped to nothing: ends a run of marks if its decomposition holds a starter
+            entry[c] = BREAK if c in starters else REMOVED
         elif all(k == SPACE for k, _ in items):
             entry[c] = SPACE
         else:
@@ -93,7 +106,7 @@ def codepoint_tables(clean_text: bool, handle_chinese_chars: bool, strip_accents
             pool.append(len(items))
             for k, x in items:
                 bs = x.encode("utf-8")
-                pool += bytes([k, len(bs)]) + bs
+                pool += bytes([k, len(bs), ccc.get(ord(x), 0) if k == WORD else 0]) + bs
             entry[c] = (off << 3) | POOLED
     blocks = entry.reshape(NCP // 256, 256)
     uniq, stage1 = np.unique(blocks, axis=0, return_inverse=True)

@@ -14,7 +14,8 @@ The kernel takes its inputs as an int64 argument array (like ``prepjit_entry``);
 so one compiled object (per id dtype) serves every vocabulary and is stored in the disk cache. Bounds: every read
 is inside ``[offset[i], offset[i+1])`` of validated UTF-8 (decoding clamps at the end anyway), the word buffer
 takes at most ``max_input_chars_per_word`` characters of at most 4 bytes, and every token write is guarded by
-the row capacity (a row that needs more is reported in ``status``, never written past).
+the row capacity (a row that needs more is reported in ``status``, never written past). The word buffer is
+``6 * max_chars + 8`` bytes: the word, then per mark of the current run its combining class and byte length.
 
 The per-row state machine needs data-dependent loops (``while``) that the loop IR does not have yet, which is why
 this op lowers to its own llvmlite function rather than to loop-IR statements.
@@ -41,7 +42,7 @@ TRUNC = {False: 0, None: 0, True: 1, "longest_first": 1, "only_first": 2, "only_
 STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNC = 0, 1, 2
 HASH_MUL = 0x9E3779B97F4A7C15
 SYMBOL = "prepjit_text_bert"
-KERNEL_VERSION = "4"
+KERNEL_VERSION = "5"
 
 
 def c64(v):
@@ -219,7 +220,11 @@ def build_module(id_bits: int) -> str:
     cnt = f.var(I64, c64(0), "cnt")
     wlen = f.var(I64, c64(0), "wlen")
     wchars = f.var(I64, c64(0), "wchars")
+    rn = f.var(I64, c64(0), "rn")  # marks in the current run (NFD reordering), at the end of the word buffer
     data, end, out, cap = A["data"], A["end"], A["out"], A["cap"]
+    # per run mark: combining class and byte length, after the word bytes in the same per-thread buffer
+    rcc = b.gep(A["wbuf"], [b.add(b.mul(c["max_chars"], c64(4)), c64(8))])
+    rlb = b.gep(rcc, [c["max_chars"]])
 
     def flush():
         wc = f.get(wchars)
@@ -231,29 +236,72 @@ def build_module(id_bits: int) -> str:
                     f.set(cnt, b.call(wordpiece, [A["ctx"], A["wbuf"], f.get(wlen), out, f.get(cnt), cap]))
             f.set(wlen, c64(0))
             f.set(wchars, c64(0))
+        f.set(rn, c64(0))
 
     def append(src, nb):
         wc = b.add(f.get(wchars), c64(1))
         f.set(wchars, wc)
+        f.set(rn, c64(0))  # a starter ends the run of marks
         with b.if_then(b.icmp_signed("<=", wc, c["max_chars"])):
             wl = f.get(wlen)
             with f.for_(0, nb) as j:
                 f.store_at(A["wbuf"], b.add(wl, j), f.load_at(src, j))
             f.set(wlen, b.add(wl, nb))
 
+    jv = f.var(I64, c64(0), "j")
+    offv = f.var(I64, c64(0), "off")
+
+    def append_mark(src, nb, cc):
+        """NFD's canonical ordering: insert the mark after the run's marks of class <= cc (stable)."""
+        wc = b.add(f.get(wchars), c64(1))
+        f.set(wchars, wc)
+        with b.if_then(b.icmp_signed("<=", wc, c["max_chars"])):
+            wl = f.get(wlen)
+            n = f.get(rn)
+            f.set(jv, n)
+            f.set(offv, wl)
+            with f.while_(lambda: b.and_(b.icmp_signed(">", f.get(jv), c64(0)), b.icmp_unsigned(
+                    ">", b.zext(f.load_at(rcc, b.sub(f.get(jv), c64(1))), I64), cc))):
+                jn = b.sub(f.get(jv), c64(1))
+                f.set(jv, jn)
+                f.set(offv, b.sub(f.get(offv), b.zext(f.load_at(rlb, jn), I64)))
+            j, off = f.get(jv), f.get(offv)
+            with f.for_(0, b.sub(wl, off)) as t:  # bytes [off, wl) move up by nb, from the end
+                src_i = b.sub(b.sub(wl, c64(1)), t)
+                f.store_at(A["wbuf"], b.add(src_i, nb), f.load_at(A["wbuf"], src_i))
+            with f.for_(0, b.sub(n, j)) as t:
+                src_i = b.sub(b.sub(n, c64(1)), t)
+                f.store_at(rcc, b.add(src_i, c64(1)), f.load_at(rcc, src_i))
+                f.store_at(rlb, b.add(src_i, c64(1)), f.load_at(rlb, src_i))
+            with f.for_(0, nb) as t:
+                f.store_at(A["wbuf"], b.add(off, t), f.load_at(src, t))
+            f.store_at(rcc, j, b.trunc(cc, I8))
+            f.store_at(rlb, j, b.trunc(nb, I8))
+            f.set(rn, b.add(n, c64(1)))
+            f.set(wlen, b.add(wl, nb))
+
     def append1(byte):
         wc = b.add(f.get(wchars), c64(1))
         f.set(wchars, wc)
+        f.set(rn, c64(0))
         with b.if_then(b.icmp_signed("<=", wc, c["max_chars"])):
             wl = f.get(wlen)
             f.store_at(A["wbuf"], wl, byte)
             f.set(wlen, b.add(wl, c64(1)))
 
-    def handle(kind, do_append):
-        """kind 0: word char, 1: removed, 2: whitespace, 3: isolated (punctuation, CJK)."""
+    def handle(kind, do_append, do_mark=None):
+        """kind 0: word char, 1: removed, 2: whitespace, 3: isolated (punctuation, CJK), 5: surviving mark,
+        6: removed, ends a run of marks."""
         after = f.fn.append_basic_block("k.after")
         sw = b.switch(kind, after)
         blocks = {}
+        if do_mark is not None:
+            for k, body in ((5, do_mark), (6, lambda: f.set(rn, c64(0)))):
+                blocks[k] = f.fn.append_basic_block(f"k{k}")
+                sw.add_case(ir.Constant(kind.type, k), blocks[k])
+                b.position_at_end(blocks[k])
+                body()
+                b.branch(after)
         for k in (0, 2, 3):
             blocks[k] = f.fn.append_basic_block(f"k{k}")
             sw.add_case(ir.Constant(kind.type, k), blocks[k])
@@ -327,10 +375,10 @@ def build_module(id_bits: int) -> str:
                     e = b.zext(f.load_at(c["stage2"], b.add(b.shl(blk, c64(8)), b.and_(cp, c64(255)))), I64)
                     kind = b.and_(e, c64(7))
                     src = b.gep(data, [pv])
-                    with b.if_else(b.icmp_unsigned("<", kind, c64(4)), likely=True) as (simple, pooled):
+                    with b.if_else(b.icmp_unsigned("!=", kind, c64(4)), likely=True) as (simple, pooled):
                         with simple:
-                            handle(kind, lambda: append(src, n))
-                        with pooled:  # several output characters: [count] then per char [class, nbytes, bytes]
+                            handle(kind, lambda: append(src, n), lambda: append_mark(src, n, b.lshr(e, c64(3))))
+                        with pooled:  # several output characters: [count] then per char [class, nbytes, ccc, bytes]
                             off = b.lshr(e, c64(3))
                             items = b.zext(f.load_at(c["pool"], off), I64)
                             f.set(q, b.add(off, c64(1)))
@@ -338,9 +386,11 @@ def build_module(id_bits: int) -> str:
                                 qv = f.get(q)
                                 cls = b.zext(f.load_at(c["pool"], qv), I64)
                                 nb = b.zext(f.load_at(c["pool"], b.add(qv, c64(1))), I64)
-                                isrc = b.gep(c["pool"], [b.add(qv, c64(2))])
-                                handle(cls, lambda: append(isrc, nb))
-                                f.set(q, b.add(qv, b.add(nb, c64(2))))
+                                cc = b.zext(f.load_at(c["pool"], b.add(qv, c64(2))), I64)
+                                isrc = b.gep(c["pool"], [b.add(qv, c64(3))])
+                                cls = b.select(b.icmp_unsigned(">", cc, c64(0)), c64(5), cls)
+                                handle(cls, lambda: append(isrc, nb), lambda: append_mark(isrc, nb, cc))
+                                f.set(q, b.add(qv, b.add(nb, c64(3))))
                     f.set(pos, b.add(pv, n))
     flush()
     b.ret(f.get(cnt))
