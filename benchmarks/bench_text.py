@@ -57,6 +57,26 @@ def _fill(items: list[str], mb: float) -> list[str]:
     return out
 
 
+def machine_parallelism(repeat=3) -> float:
+    """Control: how much 2 threads of GIL-free native work (hashlib.sha256 of 32 MB each) gain over 1 right now
+    (2.0 = two free cores; ~1.0 = the machine is busy and offers one)."""
+    import hashlib
+    import threading
+
+    buf = os.urandom(32 << 20)
+
+    def run(k):
+        ts = [threading.Thread(target=lambda: hashlib.sha256(buf).digest()) for _ in range(k)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return time.perf_counter() - t0
+
+    return 2 * min(run(1) for _ in range(repeat)) / min(run(2) for _ in range(repeat))
+
+
 def best(fn, repeat):
     fn()  # warm-up
     ts = []
@@ -196,6 +216,8 @@ def main():
     pyb = PyBert(tokenizer_json())
     ncpu = available_cpus()
     load0 = os.getloadavg()
+    par0 = machine_parallelism()
+    scaling = []
     rows = []
     for dname, texts in (("English", english(args.mb)), ("multilingual", multilingual(args.mb))):
         nbytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -213,6 +235,8 @@ def main():
             res = {}
             res["prepjit 1 thread"] = best(lambda: fn.batch(texts, threads=1), args.repeat)
             res[f"prepjit {ncpu} threads"] = best(lambda: fn.batch(texts, threads=ncpu), args.repeat)
+            ctl = machine_parallelism()
+            scaling.append((dname, pad, res["prepjit 1 thread"] / res[f"prepjit {ncpu} threads"], ctl))
             res["HF tokenizers, RAYON_NUM_THREADS=1"] = hf_time(path, pad, args.repeat, 1)
             res[f"HF tokenizers, default ({ncpu} threads)"] = hf_time(path, pad, args.repeat, None)
             if fast is not None:
@@ -245,7 +269,11 @@ def main():
                       hf.encode(s))))]
     load = os.getloadavg()
     print(f"# {len(texts)} samples per set, {args.mb} MB each, min of {args.repeat}; {ncpu} CPUs; load average "
-          f"{load0[0]:.1f} at start, {load[0]:.1f} at end")
+          f"{load0[0]:.1f} at start, {load[0]:.1f} at end; control (2 threads of GIL-free sha256 vs 1): "
+          f"{par0:.2f}x at start")
+    for d, pad, sc, ctl in scaling:
+        print(f"# prepjit 1 -> {ncpu} threads, {d}, {'padded' if pad else 'unpadded'}: {sc:.2f}x "
+              f"(control measured right after: {ctl:.2f}x)")
     print("| text | length | tokenizer | MB/s | sequences/s | × HF 1 thread |")
     print("|---|---|---|---:|---:|---:|")
     for d, p, name, mbs, sps, ratio in rows:

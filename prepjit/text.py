@@ -476,8 +476,10 @@ class BertTokenizer:
             if padding == "longest":
                 L = min(width, _round_up(int(lens.max()) if n else 0, mult))
                 return {k: np.ascontiguousarray(v[:, :L]) for k, v in shaped.items()}
-            sel = np.arange(width) < lens[:, None]  # ragged rows: views of one compact array per key
-            return {k: _split(v[sel], lens) for k, v in shaped.items()}
+            # ragged rows: views of each row's tokens in the (N, width) buffers, no gather (the serial part is
+            # one slice per row and key)
+            return {k: _views(v, out_off, lens) for k, v in
+                    (("input_ids", ids), ("token_type_ids", types), ("attention_mask", mask))}
         if padding == "longest":
             L = _round_up(int(lens.max()) if n else 0, mult)
             sel = np.arange(L) < lens[:, None]
@@ -492,6 +494,10 @@ class BertTokenizer:
         src = np.repeat(out_off - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(int(lens.sum()))
         return {k: _split(v[src], lens)
                 for k, v in (("input_ids", ids), ("token_type_ids", types), ("attention_mask", mask))}
+
+
+def _views(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> list:
+    return list(map(flat.__getitem__, map(slice, starts.tolist(), (starts + lens).tolist())))
 
 
 def _split(flat: np.ndarray, lens: np.ndarray) -> list:
