@@ -396,13 +396,12 @@ class BertTokenizer:
         what = ("text", "text_pair")
         workers = max(1, min(threads or available_cpus(), (n + 63) // 64))
         flat = not (trunc or padding == "max_length")
-        if not flat:  # fixed-width rows: samples are encoded chunk by chunk on the workers, overlapping native code
+        if not flat:  # fixed-width rows: each chunk's samples are encoded by the worker that tokenizes them
             width = _round_up(max_length, mult)
             out_off = np.arange(n, dtype=np.int64) * width
             row_cap = np.full(n, width, np.int64)
             pad_to = width
             size = n * width
-            nchunks = 1 if workers == 1 else min(8 * workers, max(workers, n // 256))
             prepared = None
         else:  # no truncation: rows of capacity 3 tokens per byte (+ specials), packed, unpadded
             prepared = [_prepare(c, what[k]) for k, c in enumerate(cols)]
@@ -413,7 +412,6 @@ class BertTokenizer:
             size = int(row_cap.sum())
             pad_to = 0
             width = None
-            nchunks = workers
         ids = np.empty(max(size, 1), dtype)
         types = np.empty(max(size, 1), dtype)
         mask = np.empty(max(size, 1), dtype)
@@ -422,42 +420,52 @@ class BertTokenizer:
         kernel = load_kernel(dtype.itemsize * 8)
         ctx = self._context()
         wbytes = 6 * self.max_input_chars_per_word + 16  # the word, then the run of marks (see text_kernel)
+        nchunks = 1 if workers == 1 else min(4 * workers, max(workers, n // 128))
         chunks = [(k * n // nchunks, (k + 1) * n // nchunks) for k in range(nchunks)]
+        ragged = padding is False and not flat  # rows returned as views: made by the workers, chunk by chunk
         common = dict(ctx=ctx.ctypes.data, ids=ids.ctypes.data, types=types.ctypes.data, mask=mask.ctypes.data,
                       pair=int(pair), add_special=int(add), trunc=trunc, budget=budget, pad_to=pad_to,
                       cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id, pad_type_id=self.pad_type_id)
         base = np.array([common[a] if a in common else 0 for a in ARGS], np.int64)
         slot = {a: k for k, a in enumerate(ARGS)}
+        claim = iter(range(nchunks))  # next() on it is atomic under the GIL
+        errors: dict = {}
+        views: list = [None] * nchunks
 
-        def work(lo, hi):
-            if prepared is None:
-                data = [_prepare(c[lo:hi], what[k], lo) for k, c in enumerate(cols)]
-                offs = [d[1].ctypes.data for d in data]  # offsets of this chunk's rows
-            else:
-                data = prepared
-                offs = [d[1].ctypes.data + 8 * lo for d in data]  # the global offsets, from row lo
-            data_b = data[1] if pair else data[0]
+        def worker():
+            """Claims chunks until none is left: encodes a chunk (holding the GIL, while the other workers run
+            native code), then tokenizes it in one native call without the GIL."""
             wbuf = np.empty(wbytes, np.uint8)
             scratch = np.empty(max(budget, 1), dtype)
             args = base.copy()
-            args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
-            args[slot["data_b"]], args[slot["off_b"]] = data_b[0].ctypes.data, offs[-1]
-            for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
-                args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
-            args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
             args[slot["wbuf"]], args[slot["scratch"]] = wbuf.ctypes.data, scratch.ctypes.data
-            kernel.cfunc(args.ctypes.data)  # ctypes releases the GIL: threads run in parallel
-            return True
+            for k in claim:
+                lo, hi = chunks[k]
+                try:
+                    data = [_prepare(c[lo:hi], what[j], lo) for j, c in enumerate(cols)] if prepared is None \
+                        else prepared
+                except (TypeError, ValueError) as e:
+                    errors[k] = e
+                    continue
+                offs = [d[1].ctypes.data + (0 if prepared is None else 8 * lo) for d in data]
+                args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
+                args[slot["data_b"]], args[slot["off_b"]] = data[-1][0].ctypes.data, offs[-1]
+                for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
+                    args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
+                args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
+                kernel.cfunc(args.ctypes.data)  # ctypes releases the GIL: threads run in parallel
+                if ragged:
+                    views[k] = [_views(v, out_off[lo:hi], lens[lo:hi]) for v in (ids, types, mask)]
 
         if workers == 1:
-            for lo, hi in chunks:
-                work(lo, hi)
-        else:
-            futures = [pool(workers).submit(work, lo, hi) for lo, hi in chunks]
-            errors = [fu.exception() for fu in futures]
-            for e in errors:  # the first bad sample's error, as a sequential run would raise
-                if e is not None:
-                    raise e
+            worker()
+        else:  # workers - 1 pool threads and this one
+            futures = [pool(workers - 1).submit(worker) for _ in range(workers - 1)]
+            worker()
+            for fu in futures:
+                fu.result()
+        if errors:  # the first bad sample's error, as a sequential run would raise
+            raise errors[min(errors)]
         bad = np.flatnonzero(status)
         if bad.size:
             i = int(bad[0])
@@ -476,10 +484,8 @@ class BertTokenizer:
             if padding == "longest":
                 L = min(width, _round_up(int(lens.max()) if n else 0, mult))
                 return {k: np.ascontiguousarray(v[:, :L]) for k, v in shaped.items()}
-            # ragged rows: views of each row's tokens in the (N, width) buffers, no gather (the serial part is
-            # one slice per row and key)
-            return {k: _views(v, out_off, lens) for k, v in
-                    (("input_ids", ids), ("token_type_ids", types), ("attention_mask", mask))}
+            # ragged rows: views of each row's tokens in the (N, width) buffers, made by the workers
+            return {k: [r for part in views for r in part[j]] for j, k in enumerate(names)}
         if padding == "longest":
             L = _round_up(int(lens.max()) if n else 0, mult)
             sel = np.arange(L) < lens[:, None]

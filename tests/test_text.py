@@ -709,3 +709,31 @@ def test_nfd_reorders_surviving_marks(opts, texts):
                                            clean_text=tok.clean_text, handle_chinese_chars=tok.handle_chinese_chars,
                                            strip_accents=tok.strip_accents, lowercase=tok.lowercase))
         assert list(R.wordpiece(words, tokenizer=tok.fingerprint)) == hf.encode(t, add_special_tokens=False).ids
+
+
+def test_tables_and_kernel_are_cached_on_disk(tmp_path):
+    """A second process finds the per-code-point tables, the vocabulary tables (trie, failure links, special
+    tokens) and the kernel object in the disk cache: the table builders and LLVM are never called."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from prepjit import text as T
+from prepjit.kernels import text as K
+from prepjit.runtime import native
+if sys.argv[1] == "warm":
+    def boom(*a, **k):
+        raise AssertionError("rebuilt")
+    K.vocab_trie = K.codepoint_tables = K.special_tables = native.compile_object = boom
+tok = T.BertTokenizer.from_file({str(UNCASED_JSON)!r})
+print(tok.batch(["Hello, naïve world!"])["input_ids"][0].tolist())
+"""
+    env = dict(os.environ, PREPJIT_CACHE_DIR=str(tmp_path / "cache"))
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    outs = [subprocess.run([sys.executable, "-c", script, mode], env=env, capture_output=True, text=True)
+            for mode in ("cold", "warm")]
+    assert all(o.returncode == 0 for o in outs), [o.stderr[-2000:] for o in outs]
+    assert outs[0].stdout == outs[1].stdout and outs[0].stdout.startswith("[101, ")
