@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prepjit import __version__
 from prepjit.compiler.pass_manager import PassManager
-from prepjit.compiler.passes import canonicalize, constant_fold, cse, dce, fuse, infer_types, plan_decode
+from prepjit.compiler.passes import canonicalize, constant_fold, cse, dce, fuse, fuse_text, infer_types, plan_decode
 from prepjit.compiler.tracer import InputSpec, trace
 from prepjit.ir.core import Function, clone_function
 from prepjit.ir.printer import canonical_text, print_function
@@ -28,6 +28,7 @@ def optimization_pipeline(verify_each: bool = False) -> PassManager:
         ("cse", cse),
         ("canonicalize", canonicalize),
         ("dce", dce),
+        ("fuse-text", fuse_text),
         ("plan-decode", plan_decode),
         ("fuse", fuse),
         ("dce", dce),
