@@ -120,6 +120,11 @@ def crops(img):
     return I.pad(x, [1, 2], fill=7)
 
 
+def pad_modes(img):
+    return (I.pad(img, [1, 2], padding_mode="reflect"), I.pad(img, 2, padding_mode="symmetric"),
+            I.pad(img, [0, 3, 1, 2], padding_mode="edge"), I.resize(img, [7, 9], interpolation="nearest-exact"))
+
+
 def decoded(data):
     return I.to_chw(I.resize(I.decode(data), [8, 8]))
 
@@ -184,6 +189,7 @@ CASES = {
     "nearest_u8": (nearest_u8, [(img(20, 25),), (img(5, 30),)], 0),
     "color": (color, [(img(11, 13),), (img(6, 4),)], 0),
     "crops": (crops, [(img(21, 19),), (img(8, 9),)], 0),
+    "pad_modes": (pad_modes, [(img(5, 6),), (img(3, 4),)], 0),
     "decoded": (decoded, [(_png(img(12, 10)),), (_png(img(9, 13)),)], 0),
     "empty": (empty, [(f32(0, 3), np.zeros((0, 3), bool)), (f32(3, 0), np.zeros((3, 0), bool)),
                       (f32(2, 3), np.array([[True, False, True]] * 2))], 1e-6),
