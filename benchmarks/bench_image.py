@@ -15,9 +15,11 @@ integer passes as torch, and prepjit. Outputs are checked before timing: prepjit
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -218,6 +220,23 @@ def main() -> int:
     add("eval/prepjit batch tN", lambda: eval_tf.batch(batch, threads=threads), len(batch))
     add("eval/prepjit batch out t1", lambda: eval_tf.batch(batch, threads=1, out=buf), len(batch))
     add("eval/prepjit batch out tN", lambda: eval_tf.batch(batch, threads=threads, out=buf), len(batch))
+    # controls: what 1 → N threads gives on this machine right now, for pure compute (SHA-256 of an L2-sized
+    # buffer) and for memory traffic (copying 32 MB arrays); both release the GIL like prepjit's native calls
+    ctl = ThreadPoolExecutor(threads)
+    small, big_src = b"x" * (256 << 10), [np.ones(32 << 20, np.uint8) for _ in range(threads)]
+    big_dst = [np.empty_like(a) for a in big_src]
+
+    def sha(k, reps):
+        for _ in range(reps):
+            hashlib.sha256(small).digest()
+
+    def copy(k, reps):
+        for _ in range(reps):
+            np.copyto(big_dst[k], big_src[k])
+
+    for name, fn, reps in (("sha", sha, 64), ("copy", copy, 4)):
+        add(f"control/{name} t1", lambda fn=fn, reps=reps: fn(0, reps * threads), 1)
+        add(f"control/{name} tN", lambda fn=fn, reps=reps: list(ctl.map(fn, range(threads), [reps] * threads)), 1)
     add("train/torch", lambda: [torch_train(t, i) for i, t in enumerate(tensors)], n)
     add("train/prepjit", lambda: [train_tf(p, index=i) for i, p in enumerate(photos)], n)
     add("train/prepjit batch t1", lambda: train_tf.batch(batch, threads=1), len(batch))
@@ -287,7 +306,9 @@ def main() -> int:
           + (f", vs OpenCV {best['eval/opencv'] / best['eval/prepjit']:.2f}× (target ≥1.2×)" if cv2 else "")
           + f"; .batch 1 → {threads} threads: {best['eval/prepjit batch t1'] / best['eval/prepjit batch tN']:.2f}× "
             f"with new output arrays, {best['eval/prepjit batch out t1'] / best['eval/prepjit batch out tN']:.2f}× "
-            f"into out= (target ≥1.8× on 2)")
+            f"into out= (target ≥1.8× on 2); this machine meanwhile, 1 → {threads} threads: compute "
+            f"(SHA-256) {best['control/sha t1'] / best['control/sha tN']:.2f}×, memory traffic (copying 32 MB) "
+            f"{best['control/copy t1'] / best['control/copy tN']:.2f}×")
     return 0
 
 
