@@ -4,18 +4,28 @@ The prologue reads sizes and strides, checks every size constraint (raising befo
 allocates the outputs, fills the int64 argument array (pointers, then sizes/strides) and makes one native
 call with the GIL released. It is generated as Python source and compiled once, so a call costs a few
 microseconds of Python.
+
+The prologue is also stored in the disk cache next to the object code (:func:`plan_bytes`: its source, the
+values it refers to — messages, constants, dtypes, host and table functions by reference — and its slot count),
+so a warm process builds it from there (:meth:`Executable.from_plan`) without running the passes and lowering.
 """
 from __future__ import annotations
 
 import ctypes
+import pickle
 import threading
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prepjit.ir import dims as D
 from prepjit.ir.types import TensorType
-from prepjit.lowering.lower import Program
+
+if TYPE_CHECKING:
+    from prepjit.lowering.lower import Program
+
+PLAN_VERSION = 1
 
 _CHECKS = {
     "bcast": "({0} == {1} or {0} == 1 or {1} == 1)",
@@ -36,6 +46,10 @@ def _fmod(a, b):
 
 def _ifone(c, a, b):
     return a if c == 1 else b
+
+
+def _aligned_copy(a):
+    return a.copy()
 
 
 _thread_temps = threading.local()
@@ -110,97 +124,160 @@ def emit_sizes(prog: Program, arg_names, spec_text, env: dict, lines: list, inpu
 
 
 class Executable:
-    """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure."""
+    """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure.
 
-    def __init__(self, program: Program, native, arg_names: list[str], spec_text: list[str]):
-        self.program = program
+    ``compiled``: the driver's ``Compiled`` (its ``program`` is lowered on first access when this executable
+    came from a cached plan)."""
+
+    def __init__(self, compiled, native, arg_names: list[str], spec_text: list[str]):
+        self.compiled = compiled
         self.native = native
-        self.run = self._build(program, native, arg_names, spec_text)
+        self.plan = _generate(compiled.program, arg_names, spec_text)
+        self.run = _link(self.plan, native)
 
-    @staticmethod
-    def _build(prog: Program, native, arg_names, spec_text):
-        lines: list[str] = []
-        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
-                     "_native": native.cfunc if native else None,
-                     "_Args": ctypes.c_int64 * max(1, len(prog.slots())), "_aligned_copy": lambda a: a.copy()}
-        inputs = [b for b in prog.buffers.values() if b.kind == "input"]
-        params = [f"a{k}" for k in range(len(prog.inputs))]
-        env.update(D.CALLS)  # named size rules used by dim expressions
-        lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
-        lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
-        emit_sizes(prog, arg_names, spec_text, env, lines,
-                   input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
-        first_leaf: dict = {}
-        for k, (kind, ref) in enumerate(prog.outputs):
-            if kind == "buf" and prog.buffers[ref].kind == "output":
-                first_leaf.setdefault(ref, k)
-        ptrs = []
-        for b in prog.buffers.values():
-            if b.kind == "input":
-                ptrs.append(f"a{b.arg}.ctypes.data")
-            elif b.kind == "const":
-                env[f"_{b.name}"] = b.value
-                env[f"_{b.name}_ptr"] = b.value.ctypes.data
-                ptrs.append(f"_{b.name}_ptr")
-            elif b.kind == "host":
-                ptrs.append(f"{b.name}.ctypes.data")
-            elif b.kind == "table":  # built (and cached) by a Python function of the sizes
-                env[f"_mk_{b.name}"] = b.maker
-                args = "".join(f", {D.to_py(x)}" for x in b.maker_args)
-                lines.append(f"    {b.name}, {b.name}_ptr = _table(_mk_{b.name}{args})")
-                ptrs.append(f"{b.name}_ptr")
-            else:
-                env[f"_dt_{b.name}"] = b.dtype
-                shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
-                if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
-                    k = first_leaf[b.name]
-                    env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
-                    lines.append(f"    _shp = {shape}")
-                    lines.append(f"    if _out is None: {b.name} = _np.empty(_shp, _dt_{b.name})")
-                    lines.append("    else:")
-                    lines.append(f"        {b.name} = _out[{k}]")
-                    lines.append(f"        if {b.name}.shape != _shp or {b.name}.dtype != _dt_{b.name} or not "
-                                 f"{b.name}.flags.c_contiguous: raise ValueError(_outmsg{k}.format(_shp, "
-                                 f"({b.name}.dtype, {b.name}.shape)))")
-                else:
-                    # temporaries live only during the native call: reuse this thread's buffer (fresh
-                    # allocations of large arrays page-fault on every call, and faults serialize threads)
-                    lines.append(f"    {b.name}_ptr = _temp({b.name!r}, {shape}, _dt_{b.name})")
-                    ptrs.append(f"{b.name}_ptr")
-                    continue
-                ptrs.append(f"{b.name}.ctypes.data")
-        if prog.kernels:
-            slot_values = ptrs + list(prog.params)
-            lines.append(f"    _native(_Args({', '.join(slot_values)}))")
-        outs = []
-        for kind, ref in prog.outputs:
-            if kind == "arg":
-                outs.append(f"a{ref}")
-            elif prog.buffers[ref].kind == "const":
-                outs.append(f"_{ref}.copy()")
-            else:
-                outs.append(ref)
-        copies = [(k, o) for k, o in enumerate(outs) if first_leaf.get(prog.outputs[k][1]) != k
-                  or prog.outputs[k][0] != "buf"]
-        lines.append("    if _out is not None:")
-        for k, o in copies:
-            lines.append(f"        _out[{k}][...] = {o}")
-        lines.append("        return None")
-        tree = prog.tree
-        if tree == "single":
-            lines.append(f"    return {outs[0]}")
-        elif tree == "tuple":
-            lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
-        elif tree == "list":
-            lines.append(f"    return [{', '.join(outs)}]")
+    @classmethod
+    def from_plan(cls, compiled, native, plan: dict) -> "Executable":
+        self = cls.__new__(cls)
+        self.compiled, self.native, self.plan = compiled, native, plan
+        self.run = _link(plan, native)
+        return self
+
+    @property
+    def program(self) -> "Program":
+        return self.compiled.program
+
+
+def plan_id(key: str, traced_text: str, arg_names, spec_texts) -> str:
+    """What a prologue depends on beyond the cache key: argument names and the traced text with locations."""
+    from prepjit.runtime.native import sha256
+
+    return sha256("\x00".join(["prologue", str(PLAN_VERSION), key, traced_text, *arg_names, *spec_texts])
+                  .encode()).hexdigest()
+
+
+def plan_meta(plan: dict, pid: str) -> dict | None:
+    """The plan as JSON-able cache metadata; None when something in it cannot be pickled by reference."""
+    import binascii
+
+    try:
+        data = pickle.dumps(plan, protocol=4)
+    except Exception:  # noqa: BLE001 - e.g. a local function as a table maker: just no cached prologue
+        return None
+    return {"id": pid, "pickle": binascii.b2a_base64(data, newline=False).decode("ascii")}
+
+
+def plan_from_meta(meta: dict, pid: str) -> dict | None:
+    """The plan stored by :func:`plan_meta` in a cache entry, if it is this specialization's; None otherwise, or
+    when it refers to something that no longer exists. (The entry is checksummed and written by prepjit, like the
+    object code next to it, which is trusted the same way.)"""
+    import binascii
+
+    rec = meta.get("prologue")
+    if not isinstance(rec, dict) or rec.get("id") != pid or not isinstance(rec.get("pickle"), str):
+        return None
+    try:
+        plan = pickle.loads(binascii.a2b_base64(rec["pickle"]))  # noqa: S301 - prepjit's own checksummed cache
+    except Exception:  # noqa: BLE001
+        return None
+    if not isinstance(plan, dict) or not {"source", "env", "nslots", "name", "consts"} <= set(plan):
+        return None
+    return plan
+
+
+def _link(plan: dict, native):
+    """Compile the prologue source against its values, this process's helpers and the native entry point."""
+    env = dict(plan["env"])
+    env.update(D.CALLS)  # named size rules used by dim expressions
+    env.update({"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
+                "_native": native.cfunc if native else None, "_keep": native,  # the code lives as long as run
+                "_Args": ctypes.c_int64 * max(1, plan["nslots"]), "_aligned_copy": _aligned_copy})
+    for name in plan["consts"]:  # addresses of constants are per process
+        env[f"_{name}_ptr"] = env[f"_{name}"].ctypes.data
+    code = compile(plan["source"], f"<prepjit prologue {plan['name']}>", "exec")
+    exec(code, env)  # noqa: S102 - source generated by _generate from the program
+    run = env["run"]
+    run.__prepjit_source__ = plan["source"]
+    return run
+
+
+def _generate(prog: "Program", arg_names, spec_text) -> dict:
+    """The prologue of ``prog``: {"source", "env" (the values it refers to), "nslots", "name"}."""
+    lines: list[str] = []
+    env: dict = {}
+    consts = []
+    inputs = [b for b in prog.buffers.values() if b.kind == "input"]
+    params = [f"a{k}" for k in range(len(prog.inputs))]
+    lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
+    lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
+    emit_sizes(prog, arg_names, spec_text, env, lines,
+               input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
+    first_leaf: dict = {}
+    for k, (kind, ref) in enumerate(prog.outputs):
+        if kind == "buf" and prog.buffers[ref].kind == "output":
+            first_leaf.setdefault(ref, k)
+    ptrs = []
+    for b in prog.buffers.values():
+        if b.kind == "input":
+            ptrs.append(f"a{b.arg}.ctypes.data")
+        elif b.kind == "const":
+            env[f"_{b.name}"] = b.value
+            consts.append(b.name)
+            ptrs.append(f"_{b.name}_ptr")
+        elif b.kind == "host":
+            ptrs.append(f"{b.name}.ctypes.data")
+        elif b.kind == "table":  # built (and cached) by a Python function of the sizes
+            env[f"_mk_{b.name}"] = b.maker
+            args = "".join(f", {D.to_py(x)}" for x in b.maker_args)
+            lines.append(f"    {b.name}, {b.name}_ptr = _table(_mk_{b.name}{args})")
+            ptrs.append(f"{b.name}_ptr")
         else:
-            lines.append("    return {" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}")
-        source = "\n".join(lines) + "\n"
-        code = compile(source, f"<prepjit prologue {prog.name}>", "exec")
-        exec(code, env)  # noqa: S102 - source generated above from the program
-        run = env["run"]
-        run.__prepjit_source__ = source
-        return run
+            env[f"_dt_{b.name}"] = b.dtype
+            shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
+            if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
+                k = first_leaf[b.name]
+                env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
+                lines.append(f"    _shp = {shape}")
+                lines.append(f"    if _out is None: {b.name} = _np.empty(_shp, _dt_{b.name})")
+                lines.append("    else:")
+                lines.append(f"        {b.name} = _out[{k}]")
+                lines.append(f"        if {b.name}.shape != _shp or {b.name}.dtype != _dt_{b.name} or not "
+                             f"{b.name}.flags.c_contiguous: raise ValueError(_outmsg{k}.format(_shp, "
+                             f"({b.name}.dtype, {b.name}.shape)))")
+            else:
+                # temporaries live only during the native call: reuse this thread's buffer (fresh
+                # allocations of large arrays page-fault on every call, and faults serialize threads)
+                lines.append(f"    {b.name}_ptr = _temp({b.name!r}, {shape}, _dt_{b.name})")
+                ptrs.append(f"{b.name}_ptr")
+                continue
+            ptrs.append(f"{b.name}.ctypes.data")
+    if prog.kernels:
+        slot_values = ptrs + list(prog.params)
+        lines.append(f"    _native(_Args({', '.join(slot_values)}))")
+    outs = []
+    for kind, ref in prog.outputs:
+        if kind == "arg":
+            outs.append(f"a{ref}")
+        elif prog.buffers[ref].kind == "const":
+            outs.append(f"_{ref}.copy()")
+        else:
+            outs.append(ref)
+    copies = [(k, o) for k, o in enumerate(outs) if first_leaf.get(prog.outputs[k][1]) != k
+              or prog.outputs[k][0] != "buf"]
+    lines.append("    if _out is not None:")
+    for k, o in copies:
+        lines.append(f"        _out[{k}][...] = {o}")
+    lines.append("        return None")
+    tree = prog.tree
+    if tree == "single":
+        lines.append(f"    return {outs[0]}")
+    elif tree == "tuple":
+        lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+    elif tree == "list":
+        lines.append(f"    return [{', '.join(outs)}]")
+    else:
+        lines.append("    return {" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}")
+    source = "\n".join(lines) + "\n"
+    return {"source": source, "env": env, "nslots": len(prog.slots()), "name": prog.name, "consts": consts}
 
 
 def spec_text(t) -> str:
