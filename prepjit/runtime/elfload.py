@@ -37,6 +37,7 @@ SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_TLS = 0x1, 0x2, 0x4, 0x400
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS = 0, 0xFF00, 0xFFF1
 R_64, R_PC32, R_PLT32, R_GOTPCREL, R_32, R_32S, R_PC64, R_GOTPCRELX, R_REX_GOTPCRELX = 1, 2, 4, 9, 10, 11, 24, 41, 42
 _GOT_TYPES = (R_GOTPCREL, R_GOTPCRELX, R_REX_GOTPCRELX)
+_INIT_SECTIONS = (".ctors", ".dtors", ".init", ".fini", ".preinit_array", ".tdata", ".tbss")  # code to run at load
 _STUB = b"\xff\x25\x00\x00\x00\x00"  # jmp *0(%rip): the 8-byte target address follows
 _STUB_SIZE = 16
 PAGE = mmap.PAGESIZE
@@ -86,9 +87,18 @@ class LoadedObject:
         self._map, self._anchor, self.base, self.symbols = m, anchor, base, symbols
 
 
+MAX_MAPPING = 1 << 28  # prepjit's objects are kilobytes; a larger layout means a malformed file
+
+
 def load(obj: bytes) -> LoadedObject:
     """Map ``obj`` (an ELF64 x86-64 relocatable object) and return it with its defined global symbols."""
-    obj = bytes(obj)
+    try:
+        return _load(bytes(obj))
+    except (struct.error, IndexError, KeyError, ValueError, OverflowError, OSError) as e:  # malformed: refuse
+        raise Unsupported(f"malformed object ({type(e).__name__}: {e})") from None
+
+
+def _load(obj: bytes) -> LoadedObject:
     n = len(obj)
     _check(n >= _EHDR.size, "truncated ELF header")
     ident, e_type, machine, _, _, _, shoff, _, _, _, _, shentsize, shnum, shstrndx = _EHDR.unpack_from(obj)
@@ -103,6 +113,7 @@ def load(obj: bytes) -> LoadedObject:
         _check(typ != SHT_NOBITS and off + size <= n, f"section {i} outside the file")
         return obj[off:off + size]
 
+    shstrtab = contents(shstrndx)
     # 1. layout of the allocated sections: exec | read-only | writable, each part page-aligned
     parts = {"x": 0, "r": 0, "w": 0}
     place = {}  # section index -> (part, offset in part)
@@ -111,8 +122,9 @@ def load(obj: bytes) -> LoadedObject:
             raise Unsupported("REL relocations")
         if not flags & SHF_ALLOC:
             continue
-        _check(typ in (SHT_PROGBITS, SHT_NOBITS, SHT_X86_64_UNWIND) and not flags & SHF_TLS,
-               f"section {i} of type {typ:#x} flags {flags:#x}")
+        name = _cstr(shstrtab, shdrs[i][0])
+        _check(typ in (SHT_PROGBITS, SHT_NOBITS, SHT_X86_64_UNWIND) and not flags & SHF_TLS
+               and not name.startswith(_INIT_SECTIONS), f"section {name} of type {typ:#x} flags {flags:#x}")
         _check(align <= PAGE and align & (align - 1) == 0, f"section {i} alignment {align}")
         if typ != SHT_NOBITS:
             _check(off + size <= n, f"section {i} outside the file")
@@ -157,7 +169,7 @@ def load(obj: bytes) -> LoadedObject:
     pages = {k: -(-v // PAGE) * PAGE for k, v in parts.items()}
     start = {"x": 0, "r": pages["x"], "w": pages["x"] + pages["r"]}
     total = start["w"] + pages["w"]
-    _check(total > 0, "nothing to load")
+    _check(0 < total <= MAX_MAPPING, f"mapping of {total} bytes")
 
     # 3. map read+write, copy, relocate
     m = mmap.mmap(-1, total, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=mmap.PROT_READ | mmap.PROT_WRITE)
