@@ -83,7 +83,8 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("fn,args", _corpus(), ids=lambda v: getattr(v, "__name__", ""))
-def test_elf_loader_matches_lljit_on_the_corpus(fn, args):
+def test_elf_loader_matches_lljit_on_the_corpus(fn, args, monkeypatch):
+    monkeypatch.delenv("PREPJIT_LOADER", raising=False)
     jf = pj.jit_preprocess(fn)
     want = jf(*args)
     exe = next(iter(jf._execs.values()))
@@ -100,7 +101,8 @@ def test_elf_loader_matches_lljit_on_the_corpus(fn, args):
     _same(via_elf.run(*args), want)
 
 
-def test_text_kernel_loaded_by_elf_matches_lljit():
+def test_text_kernel_loaded_by_elf_matches_lljit(monkeypatch):
+    monkeypatch.delenv("PREPJIT_LOADER", raising=False)
     from prepjit.lowering import text_kernel as TK
     from prepjit.runtime.cache import get_cache
 
@@ -200,6 +202,7 @@ def test_unresolved_symbol_is_refused():
 
 
 def test_unsupported_object_falls_back_to_lljit(monkeypatch):
+    monkeypatch.delenv("PREPJIT_LOADER", raising=False)
     # a static constructor (.ctors): the loader would have to run it, so it refuses; LLJIT links the object
     obj, _ = native.compile_object("""
         declare i32 @getpid()
@@ -286,7 +289,8 @@ def _fresh(tmp_path, cache, env=None):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_warm_process_loads_neither_llvm_nor_the_compiler(tmp_path):
+def test_warm_process_loads_neither_llvm_nor_the_compiler(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREPJIT_LOADER", raising=False)
     cache = tmp_path / "c"
     cold = _fresh(tmp_path, cache)
     assert cold["stats"]["compiles"] == 1 and "llvmlite.binding" in cold["heavy"]
