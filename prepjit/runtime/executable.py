@@ -186,8 +186,8 @@ def plan_from_meta(meta: dict, pid: str) -> dict | None:
 
 def _link(plan: dict, native):
     """Compile the prologue source against its values, this process's helpers and the native entry point."""
-    env = dict(plan["env"])
-    env.update(D.CALLS)  # named size rules used by dim expressions
+    env = dict(D.CALLS)  # named size rules used by dim expressions (the plan carries the ones it calls)
+    env.update(plan["env"])
     env.update({"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
                 "_native": native.cfunc if native else None, "_keep": native,  # the code lives as long as run
                 "_Args": ctypes.c_int64 * max(1, plan["nslots"]), "_aligned_copy": _aligned_copy})
@@ -277,6 +277,8 @@ def _generate(prog: "Program", arg_names, spec_text) -> dict:
     else:
         lines.append("    return {" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}")
     source = "\n".join(lines) + "\n"
+    # the named size rules it calls, so a warm process unpickling the plan imports the modules defining them
+    env.update({name: fn for name, fn in D.CALLS.items() if f"{name}(" in source})
     return {"source": source, "env": env, "nslots": len(prog.slots()), "name": prog.name, "consts": consts}
 
 
