@@ -603,6 +603,13 @@ class CompileCache:
             _unlink_quietly(tmp)
         for lock_file in self._iter_files(LOCK_SUFFIX):
             self._remove_lock_file(lock_file)
+        try:  # memos of the host's LLVM identity and the compiler hash (prepjit.runtime.native): rebuilt on demand
+            memos = list(os.scandir(self._root / "host"))
+        except OSError:
+            memos = []
+        for m in memos:
+            if m.name.endswith(".json"):
+                _unlink_quietly(m.path)
         return removed
 
     @staticmethod

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from prepjit.lowering.lower import Program
 
 PLAN_VERSION = 1
+MAX_PLAN_BYTES = 8 << 20
 
 _CHECKS = {
     "bcast": "({0} == {1} or {0} == 1 or {1} == 1)",
@@ -162,6 +163,8 @@ def plan_meta(plan: dict, pid: str) -> dict | None:
     try:
         data = pickle.dumps(plan, protocol=4)
     except Exception:  # noqa: BLE001 - e.g. a local function as a table maker: just no cached prologue
+        return None
+    if len(data) > MAX_PLAN_BYTES:  # large captured constants: keep entry headers small; lower when warm instead
         return None
     return {"id": pid, "pickle": binascii.b2a_base64(data, newline=False).decode("ascii")}
 
