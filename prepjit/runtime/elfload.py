@@ -187,7 +187,7 @@ def _load(obj: bytes) -> LoadedObject:
             return externals[sym]
         if shndx == SHN_ABS:
             return value
-        _check(shndx in sec_addr, f"symbol {sym} in an unloaded section")
+        _check(shndx in sec_addr and value <= shdrs[shndx][5], f"symbol {sym} outside the loaded sections")
         return sec_addr[shndx] + value
 
     for k, sym in enumerate(got):
@@ -235,5 +235,6 @@ def _load(obj: bytes) -> LoadedObject:
     symbols = {}
     for name_off, info, _, shndx, value, _ in syms:
         if info >> 4 in (1, 2) and shndx in sec_addr:  # GLOBAL or WEAK, defined in a loaded section
+            _check(value <= shdrs[shndx][5], "symbol outside its section")
             symbols[_cstr(strtab, name_off)] = sec_addr[shndx] + value
     return LoadedObject(m, anchor, base, symbols)
