@@ -149,6 +149,7 @@ class JitFunction:
                     raise TypeError(f"signature for {self.name} must give {self._nargs} TensorSpec(s) per entry")
         self._execs: dict = {}
         self._compiled: dict = {}
+        self._compiled_elsewhere: dict = {}  # target → specs → Compiled, for source(target) and tools
         self._last = None
         self._lock = threading.RLock()
         self.stats = {"compiles": 0, "disk_hits": 0, "specializations": 0, "compile_seconds": 0.0}
@@ -225,7 +226,7 @@ class JitFunction:
             out = _to_torch(out, args)
         return out
 
-    def batch(self, *columns, threads: int | None = None, seed: int = 0, index: int = 0):
+    def batch(self, *columns, threads: int | None = None, seed: int = 0, index: int = 0, out=None):
         """Run on N samples: one list per argument (``fn.batch(imgs)``, ``fn.batch(col0, col1)``).
 
         Samples may differ in size (ragged images); their outputs must agree in shape and are stacked into
@@ -234,6 +235,8 @@ class JitFunction:
         the sample index; a bad sample raises without touching the other outputs' memory safety. Random ops
         see sample ``i`` as ``index + i`` under ``seed``: pass the dataset index of the first sample, and any
         split of the data into batches, threads or workers gives every sample the same augmentation.
+        ``out``: arrays (or CPU tensors) in the result's structure to write into instead of new ones — e.g. the
+        same buffers batch after batch, or pinned memory; it is returned.
         """
         from prepjit.runtime.threads import available_cpus, pool
 
@@ -256,13 +259,19 @@ class JitFunction:
         if self.target == "cuda":  # one launch for the whole batch (prepjit.runtime.cuda)
             from prepjit.runtime import cuda
 
+            if out is not None:
+                raise TypeError(f"{self.name}.batch(): out= is for CPU functions; a cuda function returns device "
+                                "arrays")
             return cuda.run(self, list(zip(*cols)), single=False, seed=seed, index=index)
         if any(isinstance(c[0], (str, bytes)) for c in cols):  # text: one native pass over all samples
             from prepjit.text import batch_text
 
-            out = batch_text(self, cols, threads)
-            if out is not None:
-                return out
+            result = batch_text(self, cols, threads)
+            if result is not None:
+                if out is not None:
+                    raise TypeError(f"{self.name}.batch(): out= is not supported for text functions (their "
+                                    "lengths are known only after tokenizing)")
+                return result
         torch_out = any(_is_torch_tensor(c[0]) for c in cols)
 
         def sample(i):
@@ -281,7 +290,10 @@ class JitFunction:
         leaves, rebuild = _flatten(first)
         if torch_out:
             leaves = [np.asarray(x) for x in leaves]
-        outs = [np.empty((n,) + np.shape(x), np.asarray(x).dtype) for x in leaves]
+        if out is None:
+            outs = [np.empty((n,) + np.shape(x), np.asarray(x).dtype) for x in leaves]
+        else:
+            outs = self._check_out(out, first, [np.asarray(x) for x in leaves], n)
         for o, x in zip(outs, leaves):
             o[0] = x
         workers = max(1, min(threads or available_cpus(), n - 1))
@@ -304,8 +316,38 @@ class JitFunction:
             for e in errors:
                 if e is not None:
                     raise e
+        if out is not None:
+            return out
         result = rebuild(outs)
         return _to_torch(result, ()) if torch_out else result
+
+    def _check_out(self, out, first, leaves: list, n: int) -> list:
+        """The writable C-contiguous NumPy views of ``out``'s leaves, checked against the batch's result (whose
+        first sample is ``first``)."""
+        if isinstance(first, dict):
+            if not isinstance(out, dict) or set(out) != set(first):
+                raise TypeError(f"{self.name}.batch(): out= must be a dict with keys {sorted(first)}")
+            given = [out[k] for k in first]
+        else:
+            given, _ = _flatten(out) if isinstance(first, (tuple, list)) else ([out], None)
+        if len(given) != len(leaves):
+            raise TypeError(f"{self.name}.batch(): out= has {len(given)} array(s), the result has {len(leaves)}")
+        views = []
+        for k, (o, x) in enumerate(zip(given, leaves)):
+            what = f"{self.name}.batch(): out= array {k}"
+            if _is_torch_tensor(o):
+                if o.device.type != "cpu":
+                    raise TypeError(f"{what} is on {o.device.type}; out= takes CPU arrays")
+                o = o.detach().numpy()
+            if not isinstance(o, np.ndarray):
+                raise TypeError(f"{what} must be a NumPy array or a CPU tensor, got {type(o).__name__}")
+            want = (n,) + x.shape
+            if o.shape != want or o.dtype != x.dtype or not o.flags.c_contiguous or not o.flags.writeable:
+                raise ValueError(f"{what}: expected a writable C-contiguous {x.dtype} array of shape {want}, got "
+                                 f"{o.dtype} {o.shape}{'' if o.flags.c_contiguous else ' (not C-contiguous)'}"
+                                 f"{'' if o.flags.writeable else ' (read-only)'}")
+            views.append(o)
+        return views
 
     def _bind(self, args, kwargs):
         try:
@@ -374,14 +416,18 @@ class JitFunction:
         return exe
 
     # -- compiling ------------------------------------------------------------------------------------------
-    def _build(self, specs):
+    def _build(self, specs, target=None):
+        """Trace, optimize and lower for ``specs`` (for this function's target unless another is named: the
+        lowering schedules loops for its target)."""
         from prepjit.compiler.driver import build
 
-        c = self._compiled.get(specs)
+        target = target or self.target
+        cache = self._compiled if target == self.target else self._compiled_elsewhere.setdefault(target, {})
+        c = cache.get(specs)
         if c is None:
-            c = build(self.fn, list(specs), self.arg_names, self.name, self.target)
-            self._compiled[specs] = c
-        self._last = c
+            c = cache[specs] = build(self.fn, list(specs), self.arg_names, self.name, target)
+        if target == self.target:
+            self._last = c
         return c
 
     def _executable(self, specs):
@@ -491,19 +537,21 @@ class JitFunction:
         return self
 
     # -- introspection --------------------------------------------------------------------------------------
-    def _compiled_for(self, example):
+    def _compiled_for(self, example, target=None):
         if example is not None:
             arrays = [self._to_numpy(a, i) if type(a) is not np.ndarray else a for i, a in enumerate(example)]
             if self.signature is not None:
                 key = _key(arrays)
                 for spec in self.signature:
                     if all(s.matches(a) for s, a in zip(spec, arrays)):
-                        return self._build(tuple(_signature_spec(s, k) for s, k in zip(spec, key)))
-            return self._build(tuple(_array_spec(a) for a in arrays))
+                        return self._build(tuple(_signature_spec(s, k) for s, k in zip(spec, key)), target)
+            return self._build(tuple(_array_spec(a) for a in arrays), target)
         if self._last is not None:
-            return self._last
+            if target in (None, self.target):
+                return self._last
+            return self._build(next(k for k, c in self._compiled.items() if c is self._last), target)
         if self.signature:
-            return self._build(tuple(_input_spec(s) for s in self.signature[0]))
+            return self._build(tuple(_input_spec(s) for s in self.signature[0]), target)
         raise ValueError(f"{self.name} has not been called yet: call it, or pass example=(arrays...), "
                          "or declare signature=")
 
@@ -526,11 +574,11 @@ class JitFunction:
         from prepjit.compiler.driver import render_llvm
         from prepjit.runtime import native
 
-        c = self._compiled_for(example)
         if target == "cuda":
             from prepjit.runtime import cuda
 
-            return cuda.render(c).text
+            return cuda.render(self._compiled_for(example, "cuda")).text
+        c = self._compiled_for(example)
         if target != "llvm":
             raise ValueError(f"unknown source target {target!r}; supported: 'llvm', 'cuda'")
         if not optimized:

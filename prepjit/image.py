@@ -12,7 +12,7 @@ import numpy as np
 from prepjit.compiler.tracer import Traced, _emit, _traced, user_loc
 from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
-from prepjit.ir.image import opmath
+from prepjit.ir.image import PAD_MODES, opmath
 from prepjit.ir.types import check_dtype
 
 __all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad",
@@ -82,7 +82,7 @@ def resize(img, size, interpolation: str = "bilinear", max_size: int | None = No
         if out_h <= 0 or out_w <= 0:
             raise ValueError(at(user_loc(), f"resize: sizes must be positive, got {(out_h, out_w)}"))
     mode = str(getattr(interpolation, "value", interpolation)).lower()  # also accepts torchvision's enum
-    return _emit("image.resample", [x], {"mode": mode, "antialias": bool(antialias) and mode != "nearest",
+    return _emit("image.resample", [x], {"mode": mode, "antialias": bool(antialias) and "nearest" not in mode,
                                          "out_h": out_h, "out_w": out_w, "top": 0, "left": 0,
                                          "win_h": out_h, "win_w": out_w})
 
@@ -94,12 +94,13 @@ def resized_crop(img, top: int, left: int, height: int, width: int, size, interp
 
 
 def pad(img, padding, fill=0, padding_mode: str = "constant"):
-    """torchvision ``pad`` with a constant fill; ``padding`` is an int, (left/right, top/bottom) or
-    (left, top, right, bottom)."""
+    """torchvision ``pad``: ``padding`` is an int, (left/right, top/bottom) or (left, top, right, bottom);
+    ``padding_mode`` "constant" (``fill``), "edge" (repeat the border pixel), "reflect" (mirror without repeating
+    the border; padding < image size) or "symmetric" (mirror repeating it; padding <= image size)."""
     x = _image(img, "pad")
-    if padding_mode != "constant":
-        raise UnsupportedError(at(user_loc(), f"pad: padding_mode {padding_mode!r} is not supported yet "
-                                              "(supported: 'constant')"))
+    if padding_mode not in ("constant",) + PAD_MODES:
+        raise ValueError(at(user_loc(), f"pad: padding_mode must be one of {('constant',) + PAD_MODES}, got "
+                                        f"{padding_mode!r}"))
     p = [padding] if isinstance(padding, (int, np.integer)) else list(padding)
     if len(p) not in (1, 2, 4) or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in p):
         raise ValueError(at(user_loc(), f"pad: padding must be an int or a sequence of 1, 2 or 4 ints, got {padding!r}"))
@@ -108,6 +109,9 @@ def pad(img, padding, fill=0, padding_mode: str = "constant"):
         raise UnsupportedError(at(user_loc(), "pad: negative padding is not supported"))
     if not isinstance(fill, (int, float)) or (x.dtype.kind in "iub" and not float(fill).is_integer()):
         raise UnsupportedError(at(user_loc(), f"pad: fill must be a number representable in {x.dtype}"))
+    if padding_mode != "constant":
+        return _emit("image.pad", [x], {"top": int(top), "left": int(left), "bottom": int(bottom),
+                                        "right": int(right), "mode": padding_mode})
     h, w = _hw(x)
     attrs = {"top": -int(top), "left": -int(left), "h": D.add(h, int(top) + int(bottom)),
              "w": D.add(w, int(left) + int(right))}

@@ -201,17 +201,17 @@ class BertTokenizer:
                     cp = _cached_tables(("codepoints", K.DATA.read_bytes(), flags), lambda: dict(zip(
                         ("stage1", "stage2", "pool", "asc"), K.codepoint_tables(*flags))))
                     stage1, stage2, pool, asc = cp["stage1"], cp["stage2"], cp["pool"], cp["asc"]
-                    vt = _cached_tables(("vocab", self.fingerprint, self.prefix), lambda: dict(zip(
-                        ("htab", "term", "cont_root", "hmask", "hshift", "rootc", "contc"),
-                        K.vocab_trie(self.vocab, self.prefix))))
-                    htab, term, rootc, contc = vt["htab"], vt["term"], vt["rootc"], vt["contc"]
-                    cont_root, hmask, hshift = int(vt["cont_root"]), int(vt["hmask"]), int(vt["hshift"])
-                    first, sdata, soff, sids, nspec = K.special_tables(self.special_tokens)
-                    keep = dict(stage1=stage1, stage2=stage2, pool=pool, asc=asc, spec_first=first, spec_data=sdata,
-                                spec_off=soff, spec_ids=sids, htab=htab, term=term, rootc=rootc,
-                                contc=contc)
-                    scalars = dict(nspec=nspec, hmask=hmask, hshift=hshift, cont_root=cont_root,
-                                   unk_id=self.unk_id, max_chars=self.max_input_chars_per_word)
+                    vt = _cached_tables(("vocab", self.fingerprint, self.prefix), lambda: {
+                        **K.vocab_trie(self.vocab, self.prefix), **dict(zip(
+                            ("spec_first", "spec_data", "spec_off", "spec_ids", "nspec"),
+                            K.special_tables(self.special_tokens)))})
+                    keep = dict(stage1=stage1, stage2=stage2, pool=pool, asc=asc)
+                    scalars = dict(unk_id=self.unk_id, max_chars=self.max_input_chars_per_word)
+                    for k, v in vt.items():
+                        if v.ndim:
+                            keep[k] = np.ascontiguousarray(v)
+                        else:
+                            scalars[k] = int(v)
                     ctx = np.array([keep[n].ctypes.data if n in keep else scalars[n] for n in CTX], np.int64)
                     self._ctx = (ctx, keep)
         return self._ctx[0]
@@ -222,8 +222,9 @@ class BertTokenizer:
                  return_token_type_ids: bool = True, add_special_tokens: bool = True, dtype=np.int64):
         """Encode one text (or a sentence pair) → dict of 1-d arrays, like HF's ``tokenizer(text, ...)``.
 
-        Inside ``@jit_preprocess`` ``text``/``text_pair`` are the function's text arguments and this builds the
-        ``text.bert_tokenize`` op; its results compose with numeric ops like any array.
+        Inside ``@jit_preprocess`` ``text``/``text_pair`` are the function's text arguments and this traces the
+        ``text`` dialect's chain (``prepjit.ir.text``), which the compiler fuses into one ``text.bert_tokenize``
+        kernel; its results compose with numeric ops like any array.
         """
         opts = _options(max_length, padding, truncation, pad_to_multiple_of, add_special_tokens, text_pair is not None)
         dtype = _id_dtype(dtype)
@@ -257,9 +258,24 @@ class BertTokenizer:
         rec = _recorder()
         fixed = opts["padding"] == "max_length" and opts["truncation"] != 0
         length = _round_up(opts["max_length"], opts["pad_to_multiple_of"]) if fixed else -1
-        h = Traced(rec.emit("text.bert_tokenize", [t._value for t in operands],
-                            {"tokenizer": self.fingerprint, "options": json.dumps(opts, sort_keys=True),
-                             "dtype": dtype, "length": length, "sym_len": rec.fresh_sym()}))
+        fp = self.fingerprint
+        seqs = []
+        for t in operands:  # the text dialect's chain; fuse_text turns it into one text.bert_tokenize kernel
+            v = rec.emit("text.split_special", [t._value], {"tokenizer": fp})
+            v = rec.emit("text.normalize", [v], {"clean_text": self.clean_text, "lowercase": self.lowercase,
+                                                 "handle_chinese_chars": self.handle_chinese_chars,
+                                                 "strip_accents": self.strip_accents})
+            v = rec.emit("text.pre_tokenize", [v])
+            seqs.append(rec.emit("text.wordpiece", [v], {"tokenizer": fp}))
+        nsp = (len(seqs) + 1) if opts["add_special_tokens"] else 0
+        trunc = opts["truncation"] or "none"
+        v = rec.emit("text.truncate", seqs, {"truncation": trunc,
+                                             "budget": opts["max_length"] - nsp if trunc != "none" else -1})
+        v = rec.emit("text.post_process", [v], {"tokenizer": fp, "add_special_tokens": opts["add_special_tokens"]})
+        v = rec.emit("text.pad", [v], {"tokenizer": fp, "padding": opts["padding"] or "none",
+                                       "max_length": -1 if opts["max_length"] is None else opts["max_length"],
+                                       "pad_to_multiple_of": opts["pad_to_multiple_of"] or 0})
+        h = Traced(rec.emit("text.mask", [v], {"dtype": dtype, "length": length, "sym_len": rec.fresh_sym()}))
         return _select({"input_ids": h[0], "token_type_ids": h[1], "attention_mask": h[2]}, want_mask, want_types)
 
     def _plan(self, opts: dict, dtype: np.dtype, pair: bool):
@@ -334,8 +350,8 @@ class BertTokenizer:
         args[slot["pad_to"]] = width
         tls = _scratch.__dict__
         wbuf = tls.get("wbuf")
-        if wbuf is None or wbuf.size < 4 * self.max_input_chars_per_word + 8:
-            wbuf = tls["wbuf"] = np.empty(4 * self.max_input_chars_per_word + 8, np.uint8)
+        if wbuf is None or wbuf.size < 6 * self.max_input_chars_per_word + 16:
+            wbuf = tls["wbuf"] = np.empty(6 * self.max_input_chars_per_word + 16, np.uint8)
         key = ("scratch", dtype)
         scratch = tls.get(key)
         if scratch is None or scratch.size < max(budget, 1):
@@ -380,13 +396,12 @@ class BertTokenizer:
         what = ("text", "text_pair")
         workers = max(1, min(threads or available_cpus(), (n + 63) // 64))
         flat = not (trunc or padding == "max_length")
-        if not flat:  # fixed-width rows: samples are encoded chunk by chunk on the workers, overlapping native code
+        if not flat:  # fixed-width rows: each chunk's samples are encoded by the worker that tokenizes them
             width = _round_up(max_length, mult)
             out_off = np.arange(n, dtype=np.int64) * width
             row_cap = np.full(n, width, np.int64)
             pad_to = width
             size = n * width
-            nchunks = 1 if workers == 1 else min(8 * workers, max(workers, n // 256))
             prepared = None
         else:  # no truncation: rows of capacity 3 tokens per byte (+ specials), packed, unpadded
             prepared = [_prepare(c, what[k]) for k, c in enumerate(cols)]
@@ -397,7 +412,6 @@ class BertTokenizer:
             size = int(row_cap.sum())
             pad_to = 0
             width = None
-            nchunks = workers
         ids = np.empty(max(size, 1), dtype)
         types = np.empty(max(size, 1), dtype)
         mask = np.empty(max(size, 1), dtype)
@@ -405,43 +419,53 @@ class BertTokenizer:
         status = np.zeros(n, np.int64)
         kernel = load_kernel(dtype.itemsize * 8)
         ctx = self._context()
-        wbytes = 4 * self.max_input_chars_per_word + 8
+        wbytes = 6 * self.max_input_chars_per_word + 16  # the word, then the run of marks (see text_kernel)
+        nchunks = 1 if workers == 1 else min(4 * workers, max(workers, n // 128))
         chunks = [(k * n // nchunks, (k + 1) * n // nchunks) for k in range(nchunks)]
+        ragged = padding is False and not flat  # rows returned as views: made by the workers, chunk by chunk
         common = dict(ctx=ctx.ctypes.data, ids=ids.ctypes.data, types=types.ctypes.data, mask=mask.ctypes.data,
                       pair=int(pair), add_special=int(add), trunc=trunc, budget=budget, pad_to=pad_to,
                       cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id, pad_type_id=self.pad_type_id)
         base = np.array([common[a] if a in common else 0 for a in ARGS], np.int64)
         slot = {a: k for k, a in enumerate(ARGS)}
+        claim = iter(range(nchunks))  # next() on it is atomic under the GIL
+        errors: dict = {}
+        views: list = [None] * nchunks
 
-        def work(lo, hi):
-            if prepared is None:
-                data = [_prepare(c[lo:hi], what[k], lo) for k, c in enumerate(cols)]
-                offs = [d[1].ctypes.data for d in data]  # offsets of this chunk's rows
-            else:
-                data = prepared
-                offs = [d[1].ctypes.data + 8 * lo for d in data]  # the global offsets, from row lo
-            data_b = data[1] if pair else data[0]
+        def worker():
+            """Claims chunks until none is left: encodes a chunk (holding the GIL, while the other workers run
+            native code), then tokenizes it in one native call without the GIL."""
             wbuf = np.empty(wbytes, np.uint8)
             scratch = np.empty(max(budget, 1), dtype)
             args = base.copy()
-            args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
-            args[slot["data_b"]], args[slot["off_b"]] = data_b[0].ctypes.data, offs[-1]
-            for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
-                args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
-            args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
             args[slot["wbuf"]], args[slot["scratch"]] = wbuf.ctypes.data, scratch.ctypes.data
-            kernel.cfunc(args.ctypes.data)  # ctypes releases the GIL: threads run in parallel
-            return True
+            for k in claim:
+                lo, hi = chunks[k]
+                try:
+                    data = [_prepare(c[lo:hi], what[j], lo) for j, c in enumerate(cols)] if prepared is None \
+                        else prepared
+                except (TypeError, ValueError) as e:
+                    errors[k] = e
+                    continue
+                offs = [d[1].ctypes.data + (0 if prepared is None else 8 * lo) for d in data]
+                args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
+                args[slot["data_b"]], args[slot["off_b"]] = data[-1][0].ctypes.data, offs[-1]
+                for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
+                    args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
+                args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
+                kernel.cfunc(args.ctypes.data)  # ctypes releases the GIL: threads run in parallel
+                if ragged:
+                    views[k] = [_views(v, out_off[lo:hi], lens[lo:hi]) for v in (ids, types, mask)]
 
         if workers == 1:
-            for lo, hi in chunks:
-                work(lo, hi)
-        else:
-            futures = [pool(workers).submit(work, lo, hi) for lo, hi in chunks]
-            errors = [fu.exception() for fu in futures]
-            for e in errors:  # the first bad sample's error, as a sequential run would raise
-                if e is not None:
-                    raise e
+            worker()
+        else:  # workers - 1 pool threads and this one
+            futures = [pool(workers - 1).submit(worker) for _ in range(workers - 1)]
+            worker()
+            for fu in futures:
+                fu.result()
+        if errors:  # the first bad sample's error, as a sequential run would raise
+            raise errors[min(errors)]
         bad = np.flatnonzero(status)
         if bad.size:
             i = int(bad[0])
@@ -460,8 +484,8 @@ class BertTokenizer:
             if padding == "longest":
                 L = min(width, _round_up(int(lens.max()) if n else 0, mult))
                 return {k: np.ascontiguousarray(v[:, :L]) for k, v in shaped.items()}
-            sel = np.arange(width) < lens[:, None]  # ragged rows: views of one compact array per key
-            return {k: _split(v[sel], lens) for k, v in shaped.items()}
+            # ragged rows: views of each row's tokens in the (N, width) buffers, made by the workers
+            return {k: [r for part in views for r in part[j]] for j, k in enumerate(names)}
         if padding == "longest":
             L = _round_up(int(lens.max()) if n else 0, mult)
             sel = np.arange(L) < lens[:, None]
@@ -478,19 +502,32 @@ class BertTokenizer:
                 for k, v in (("input_ids", ids), ("token_type_ids", types), ("attention_mask", mask))}
 
 
+def _views(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> list:
+    return list(map(flat.__getitem__, map(slice, starts.tolist(), (starts + lens).tolist())))
+
+
 def _split(flat: np.ndarray, lens: np.ndarray) -> list:
     ends = np.cumsum(lens).tolist()
     return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
+
+
+_TABLES_SOURCE = b""
 
 
 def _cached_tables(key_parts: tuple, build) -> dict:
     """Tables built once and kept in prepjit's disk cache next to the compiled code (npz payloads)."""
     import io
 
+    from prepjit.kernels import text as K
     from prepjit.lowering.text_kernel import kernel_key
+
+    global _TABLES_SOURCE
+    if not _TABLES_SOURCE:
+        _TABLES_SOURCE = hashlib.sha256(open(K.__file__, "rb").read()).digest()
     from prepjit.runtime.cache import get_cache
 
     h = hashlib.sha256(kernel_key(64).encode())
+    h.update(_TABLES_SOURCE)  # the table builders' own code: a new table layout is a new entry
     for p in key_parts:
         h.update(p if isinstance(p, bytes) else repr(p).encode())
     key = h.hexdigest()
@@ -633,7 +670,11 @@ def _row_selectors(c):
     """For a traced function that only tokenizes: (host op, [row per output leaf]); else None."""
     from prepjit.ir import dims as D
 
-    fn = c.traced
+    from prepjit.compiler.passes.fuse_text import fuse_text
+    from prepjit.ir.core import clone_function
+
+    fn = clone_function(c.traced)
+    fuse_text(fn)  # the chain as the one op the batch path runs
     hosts = [op for op in fn.ops if op.name == "text.bert_tokenize"]
     if len(hosts) != 1:
         return None

@@ -13,7 +13,8 @@ which differ from Python's ``unicodedata`` in many corners. So instead of re-der
 
 Each step is a per-character map, so any configuration composes from these (``prepjit.kernels.text``). The one
 non-local part of NFD, canonical reordering of combining marks, is recorded as ``ccc`` (canonical combining
-class after stripping) for the code points where it could matter.
+class of the marks that survive stripping, their order checked against HF's NFD) and ``strip_starter`` (stripped
+code points that end a run of marks), probed with HF's NFD.
 
     python scripts/gen_text_tables.py            # writes prepjit/data/bert_codepoints.npz
 """
@@ -103,14 +104,37 @@ def main():
             raise SystemExit(f"unexpected pre-tokenization of U+{c:04X}: {pieces}")
     arrays["ws"] = ranges(ws)
     arrays["punct"] = ranges(punct)
-    # marks that survive accent stripping but still take part in NFD's canonical reordering
-    stripped = set(arrays["strip_pool"].tolist()) | set(cps)
-    ccc = [(c, unicodedata.combining(chr(c))) for c in sorted(stripped)
-           if unicodedata.combining(chr(c)) and unicodedata.category(chr(c)) != "Mn"]
+    # NFD's canonical reordering (HF runs full NFD before dropping nonspacing marks): marks that survive the
+    # stripping keep taking part in it. ``ccc``: canonical combining class of the surviving marks (ordering
+    # checked against HF below); ``strip_starter``: code points stripped to nothing whose decomposition holds a
+    # starter (they end a run of marks; the others are transparent, as are characters removed by cleanup).
+    nfd = normalizers.NFD()
+    hi, lo = "\u0305", "\u0323"  # combining overline (ccc 230), combining dot below (ccc 220)
+
+    def nonstarter(x: str) -> bool:  # HF's NFD moves the ccc-220 mark before the ccc-230 one across x
+        out = nfd.normalize_str(hi + x + lo)
+        return out.index(lo) < out.index(hi)
+
+    strip_cps = set(arrays["strip_cp"].tolist())  # survivors: characters that stripping keeps as they are
+    survivors = [c for c in cps if c not in strip_cps and chr(c) not in (hi, lo) and nonstarter(chr(c))]
+    # (HF's Unicode tables are older than Python's: some marks Python gives a class are starters for HF)
+    ccc = [(c, unicodedata.combining(chr(c))) for c in survivors]
+    assert all(v > 0 for _, v in ccc), [hex(c) for c, v in ccc if not v]
+    marks = [chr(c) for c, _ in ccc]
+    rank = dict((chr(c), v) for c, v in ccc)
+    for a in marks:  # the oracle orders every pair of surviving marks as their combining classes say
+        for b in marks:
+            assert nfd.normalize_str(a + b) == "".join(sorted(a + b, key=rank.get)), (hex(ord(a)), hex(ord(b)))
+    lower_cps = set(arrays["lower_cp"].tolist())
+    assert not lower_cps & {c for c, _ in ccc}
+    gone = [int(c) for i, c in enumerate(arrays["strip_cp"]) if arrays["strip_off"][i] == arrays["strip_off"][i + 1]]
+    arrays["strip_starter"] = np.asarray([c for c in gone if not all(map(nonstarter, nfd.normalize_str(chr(c))))],
+                                         np.int32)
     arrays["ccc_cp"] = np.asarray([c for c, _ in ccc], np.int32)
     arrays["ccc"] = np.asarray([v for _, v in ccc], np.int32)
     arrays["tokenizers_version"] = np.asarray(tokenizers.__version__)
-    print(f"ws {len(ws)}, punct {len(punct)}, reorderable non-Mn marks {len(ccc)}", file=sys.stderr)
+    print(f"ws {len(ws)}, punct {len(punct)}, reorderable non-Mn marks {len(ccc)}, stripped starters "
+          f"{len(arrays['strip_starter'])}", file=sys.stderr)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(OUT, **arrays)
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes) from tokenizers {tokenizers.__version__}", file=sys.stderr)

@@ -120,6 +120,11 @@ def crops(img):
     return I.pad(x, [1, 2], fill=7)
 
 
+def pad_modes(img):
+    return (I.pad(img, [1, 2], padding_mode="reflect"), I.pad(img, 2, padding_mode="symmetric"),
+            I.pad(img, [0, 3, 1, 2], padding_mode="edge"), I.resize(img, [7, 9], interpolation="nearest-exact"))
+
+
 def decoded(data):
     return I.to_chw(I.resize(I.decode(data), [8, 8]))
 
@@ -184,6 +189,7 @@ CASES = {
     "nearest_u8": (nearest_u8, [(img(20, 25),), (img(5, 30),)], 0),
     "color": (color, [(img(11, 13),), (img(6, 4),)], 0),
     "crops": (crops, [(img(21, 19),), (img(8, 9),)], 0),
+    "pad_modes": (pad_modes, [(img(5, 6),), (img(3, 4),)], 0),
     "decoded": (decoded, [(_png(img(12, 10)),), (_png(img(9, 13)),)], 0),
     "empty": (empty, [(f32(0, 3), np.zeros((0, 3), bool)), (f32(3, 0), np.zeros((3, 0), bool)),
                       (f32(2, 3), np.array([[True, False, True]] * 2))], 1e-6),
@@ -231,7 +237,7 @@ def test_emulated_kernels_match_cpu_and_numpy(name):
         groups.setdefault(tuple(np.shape(x) for x in _leaves(cpu(*s))), []).append(s)
     for group in groups.values():
         outs, src = E.run(cpu, group, threads=4)
-        prog = cpu._compiled_for(group[0]).program
+        prog = cpu._compiled_for(group[0], "cuda").program
         names = [b.name for b in prog.buffers.values() if b.kind == "output"]
         for i, s in enumerate(group):
             ref_cpu = _leaves(cpu(*s))
@@ -331,15 +337,15 @@ def test_runtime_numeric_structures_on_emulated_device(monkeypatch, tmp_path):
 
 # -- renderer structure ----------------------------------------------------------------------------------------
 def test_full_reductions_split_over_threads():
-    stats = C.render(_jit(reductions)._compiled_for((f32(6, 5),))).stats
+    stats = C.render(_jit(reductions)._compiled_for((f32(6, 5),), "cuda")).stats
     assert stats["tree_reductions"] == 6  # max, any, min (each versioned twice): thread-0 code only stores init/final
-    src = C.render(_jit(lambda x: x.prod())._compiled_for((f32(5),)))
+    src = C.render(_jit(lambda x: x.prod())._compiled_for((f32(5),), "cuda"))
     assert src.stats["tree_reductions"] == 0  # float products keep the CPU's sequential order
 
 
 def test_modes_and_barriers():
-    assert C.render(_jit(feat)._compiled_for((f32(3, 3),))).mode == "grid"
-    src = C.render(_jit(eval_tf)._compiled_for((img(300, 400),)))
+    assert C.render(_jit(feat)._compiled_for((f32(3, 3),), "cuda")).mode == "grid"
+    src = C.render(_jit(eval_tf)._compiled_for((img(300, 400),), "cuda"))
     assert src.mode == "block" and src.stats["serial_regions"] == 0
     # phases separated by a few barriers; the vertical pass's row accumulator is privatized (a per-thread
     # scalar), so its rows and columns are one distributed loop: no loop over output rows in every thread
@@ -413,7 +419,7 @@ def test_import_does_not_load_cupy():
 
 def test_batch_layout_stages_once_and_dedupes_tables():
     jf = _jit(small_eval)
-    prog = jf._compiled_for((img(30, 41),)).program
+    prog = jf._compiled_for((img(30, 41),), "cuda").program
     from prepjit.runtime.executable import spec_text
 
     planner = C.build_planner(prog, jf.arg_names, [spec_text(t) for t in prog.inputs])
@@ -425,7 +431,7 @@ def test_batch_layout_stages_once_and_dedupes_tables():
     table = lay.resolve({"stage": 1 << 20, "temp": 1 << 30, ("out", 0): 1 << 40})
     assert table.shape == (3, len(prog.slots()))
     double = _jit(lambda x: x * 2)
-    prog2 = double._compiled_for((f32(3),)).program
+    prog2 = double._compiled_for((f32(3),), "cuda").program
     plan2 = C.build_planner(prog2, ["x"], ["x"])
     with pytest.raises(ValueError, match="sample 1: output shape"):
         C.layout_batch(prog2, [plan2(f32(3)), plan2(f32(4))], "double")
@@ -533,7 +539,7 @@ def test_every_primitive_emulated_matches_cpu(fn, sample, names):
     cpu = _jit(fn)
     outs, _ = E.run(cpu, [sample], threads=3)
     want = cpu(*sample)
-    prog = cpu._compiled_for(sample).program
+    prog = cpu._compiled_for(sample, "cuda").program
     bufs = [b.name for b in prog.buffers.values() if b.kind == "output"]
     for name, (kind, ref), w in zip(names, prog.outputs, want):
         if kind != "buf" or ref not in bufs:  # an input returned as is (np.positive, astype to its own dtype)

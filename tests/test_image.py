@@ -27,7 +27,7 @@ def eval_tf(img):
 def _torch_resize(img, oh, ow, antialias=True, mode="bilinear"):
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
     t = t.contiguous(memory_format=torch.channels_last)
-    kw = {} if mode == "nearest" else {"antialias": antialias, "align_corners": False}
+    kw = {} if "nearest" in mode else {"antialias": antialias, "align_corners": False}
     return F.interpolate(t, size=(oh, ow), mode=mode, **kw)[0]
 
 
@@ -90,18 +90,33 @@ def test_uint8_resize_bit_identical_to_torch(name):
 
 
 @given(h=st.integers(1, 48), w=st.integers(1, 48), oh=st.integers(1, 48), ow=st.integers(1, 48),
-       c=st.sampled_from([1, 3, 4, 5]), aa=st.booleans(), mode=st.sampled_from(["bilinear", "bicubic", "nearest"]),
-       seed=st.integers(0, 2 ** 16))
+       c=st.sampled_from([1, 3, 4, 5]), aa=st.booleans(),
+       mode=st.sampled_from(["bilinear", "bicubic", "nearest", "nearest-exact"]), seed=st.integers(0, 2 ** 16))
 def test_uint8_resize_random_sizes(h, w, oh, ow, c, aa, mode, seed):
     # torch's generic kernel (uint8 with > 4 channels) repeats the first row of each vertical run when the output
     # is 1 pixel wide (prepjit.kernels.resample._width1_vertical_quirk); prepjit computes every row
-    assume(not (c > 4 and ow == 1 and mode != "nearest"))
+    assume(not (c > 4 and ow == 1 and "nearest" not in mode))
     img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
     fn = _sized(oh, ow, aa, mode)
     np.testing.assert_array_equal(fn(img), _torch_resize(img, oh, ow, aa, mode).permute(1, 2, 0).numpy())
 
 
-@pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@given(h=st.integers(1, 90), w=st.integers(1, 90), size=st.sampled_from([1, 7, 40, 80]), c=st.sampled_from([1, 3, 4]),
+       dtype=st.sampled_from([np.uint8, np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
+def test_nearest_modes_pick_torchs_kernel_at_run_time(mode, h, w, size, c, dtype, seed):
+    """torch computes nearest indices differently in its channels-last kernel (C > 3 or small outputs) and, for
+    float64, in its generic one: with sizes known only at call time, prepjit picks the same kernel per call."""
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, c)).astype(dtype)
+    f = _NEAREST.setdefault((mode, size), pj.jit_preprocess(lambda x: I.resize(x, size, interpolation=mode)))
+    oh, ow = tv_resize_hw(h, w, size, -1, 1), tv_resize_hw(h, w, size, -1, 0)
+    np.testing.assert_array_equal(f(img), _torch_resize(img, oh, ow, False, mode).permute(1, 2, 0).numpy())
+
+
+_NEAREST: dict = {}
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest", "nearest-exact"])
 @pytest.mark.parametrize("aa", [True, False])
 def test_float_resize_modes_within_1e5(mode, aa):
     img = skdata.coffee().astype(np.float32) / 255
@@ -140,16 +155,36 @@ _RESIZE_CROPS: dict = {}
 
 
 @given(h=st.integers(1, 70), w=st.integers(1, 70), size=st.integers(1, 40), crop=st.integers(1, 50),
-       c=st.sampled_from([1, 3, 4]), seed=st.integers(0, 2 ** 16))
-def test_windowed_resize_random_sizes(h, w, size, crop, c, seed):
-    """resize → center_crop is one windowed resample (row tiles, column spans, padding): bit-exact vs torch."""
+       c=st.sampled_from([1, 3, 4]), seed=st.integers(0, 2 ** 16),
+       layout=st.sampled_from(["contiguous", "row_padded", "channels_reversed", "extra_channel"]))
+def test_windowed_resize_random_sizes(h, w, size, crop, c, seed, layout):
+    """resize → center_crop is one windowed resample (row tiles, column spans, padding): bit-exact vs torch, for
+    contiguous inputs and for views (rows further apart: packed pixels, the transposed-tile path; reversed or
+    strided channels: the plain path)."""
     img = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+    arg = _as_layout(img, layout)
     key = (size, crop)
     if key not in _RESIZE_CROPS:
         _RESIZE_CROPS[key] = pj.jit_preprocess(lambda x: I.center_crop(I.resize(x, size, antialias=True), crop))
     oh, ow = tv_resize_hw(h, w, size, -1, 1), tv_resize_hw(h, w, size, -1, 0)
     want = _torch_center_crop(_torch_resize(img, oh, ow, True), crop, crop).permute(1, 2, 0).numpy()
-    np.testing.assert_array_equal(_RESIZE_CROPS[key](img), want)
+    np.testing.assert_array_equal(_RESIZE_CROPS[key](arg), want)
+
+
+def _as_layout(img, layout):
+    """A view equal to ``img`` with another memory layout."""
+    h, w, c = img.shape
+    if layout == "row_padded":
+        base = np.zeros((h, w + 5, c), np.uint8)
+        base[:, 2:w + 2] = img
+        return base[:, 2:w + 2]
+    if layout == "channels_reversed":
+        return np.ascontiguousarray(img[..., ::-1])[..., ::-1]
+    if layout == "extra_channel":
+        base = np.zeros((h, w, c + 1), np.uint8)
+        base[..., :c] = img
+        return base[..., :c]
+    return img
 
 
 def test_small_and_extreme_images_through_the_whole_pipeline():
@@ -210,6 +245,35 @@ def test_batch_ragged_images_threads_and_errors():
         bad.batch([np.ones(3), np.ones(4)])
     with pytest.raises(ValueError, match="empty batch"):
         eval_tf.batch([])
+
+
+def test_batch_writes_into_out_buffers():
+    """``out=`` reuses the caller's arrays (same result as fresh ones), in the result's structure, and rejects
+    buffers of the wrong shape, dtype, layout or structure before any native code runs."""
+    imgs = [skdata.coffee(), skdata.chelsea(), np.zeros((5, 7, 3), np.uint8)]
+    want = eval_tf.batch(imgs)
+    buf = np.full((3, 3, 224, 224), np.nan, np.float32)
+    for threads in (1, 2):
+        assert eval_tf.batch(imgs, threads=threads, out=buf) is buf
+        np.testing.assert_array_equal(buf, want)
+    t = torch.zeros((3, 3, 224, 224))
+    assert eval_tf.batch(imgs, out=t) is t
+    np.testing.assert_array_equal(t.numpy(), want)
+    for bad, match in [(np.zeros((2, 3, 224, 224), np.float32), r"shape \(3, 3, 224, 224\)"),
+                       (np.zeros((3, 3, 224, 224), np.float64), "float32"),
+                       (np.zeros((3, 3, 224, 448), np.float32)[..., ::2], "not C-contiguous"),
+                       ([buf, buf], "got list")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            eval_tf.batch(imgs, out=bad)
+    pair = pj.jit_preprocess(lambda img: {"x": I.to_dtype(img, np.float32, scale=True), "mean": img.mean()})
+    small = [np.full((2, 2, 3), k, np.uint8) for k in range(4)]
+    res = pair.batch(small)
+    into = {"mean": np.zeros(4, res["mean"].dtype), "x": np.zeros((4, 2, 2, 3), np.float32)}
+    assert pair.batch(small, out=into) is into
+    np.testing.assert_array_equal(into["x"], res["x"])
+    np.testing.assert_array_equal(into["mean"], res["mean"])
+    with pytest.raises(TypeError, match="keys"):
+        pair.batch(small, out={"x": into["x"]})
 
 
 def test_batch_multi_input_and_torch():
@@ -284,6 +348,56 @@ def test_pad_matches_torch(padding, fill):
     left, top, right, bottom = p
     want = F.pad(torch.from_numpy(img).permute(2, 0, 1), [left, right, top, bottom], value=fill).permute(1, 2, 0)
     np.testing.assert_array_equal(f(img), want.numpy())
+
+
+_PADS: dict = {}
+
+
+def _tv_pad(t, padding, mode):
+    """torchvision v2's pad_image for a (C, H, W) tensor: torch's pad for edge/reflect (in float32 for integer
+    images, rounded back), torchvision's index lists for symmetric; padding = (left, top, right, bottom)."""
+    left, top, right, bottom = padding
+    if mode == "symmetric":
+        def idx(n, before, after):
+            return torch.tensor(list(range(before - 1, -1, -1)) + list(range(n)) + [-(i + 1) for i in range(after)])
+        return t[:, idx(t.shape[1], top, bottom)[:, None], idx(t.shape[2], left, right)[None, :]]
+    f = t if t.is_floating_point() else t.to(torch.float32)
+    out = F.pad(f[None], [left, right, top, bottom], mode="replicate" if mode == "edge" else mode)[0]
+    return out if t.is_floating_point() else out.round_().to(t.dtype)
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "symmetric"])
+@pytest.mark.parametrize("padding", [2, (1, 3), (0, 4, 5, 1)])
+@given(h=st.integers(1, 9), w=st.integers(1, 9), dtype=st.sampled_from([np.uint8, np.float32]),
+       seed=st.integers(0, 2 ** 16))
+def test_pad_modes_match_torchvision(mode, padding, h, w, dtype, seed):
+    """edge/reflect/symmetric padding equals torchvision's (bit for bit); paddings torchvision rejects for the
+    image size raise ValueError naming the mode, before native code runs."""
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(dtype)
+    key = (mode, padding)
+    if key not in _PADS:
+        _PADS[key] = pj.jit_preprocess(lambda x: I.pad(x, padding, padding_mode=mode))
+    p = [padding] * 4 if isinstance(padding, int) else (list(padding) * 2 if len(padding) == 2 else list(padding))
+    try:
+        want = _tv_pad(torch.from_numpy(img).permute(2, 0, 1), p, mode).permute(1, 2, 0).numpy()
+    except (RuntimeError, IndexError):
+        with pytest.raises(ValueError, match=f"padding_mode '{mode}'"):
+            _PADS[key](img)
+        return
+    np.testing.assert_array_equal(_PADS[key](img), want)
+
+
+def test_pad_mode_inside_the_eval_pipeline():
+    """A reflect pad feeding resize and crop stays one kernel and matches torch ops."""
+    f = pj.jit_preprocess(lambda x: I.center_crop(I.resize(I.pad(x, 8, padding_mode="reflect"), 64), 56))
+    img = skdata.chelsea()
+    t = _tv_pad(torch.from_numpy(img).permute(2, 0, 1), [8] * 4, "reflect")
+    h, w = t.shape[1:]
+    r = _torch_resize(t.permute(1, 2, 0).numpy(), tv_resize_hw(h, w, 64, -1, 1), tv_resize_hw(h, w, 64, -1, 0))
+    np.testing.assert_array_equal(f(img), _torch_center_crop(r, 56, 56).permute(1, 2, 0).numpy())
+    assert f.ir("lowered").count("kernel.func") == 1
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        pj.jit_preprocess(lambda x: I.pad(x, 1, padding_mode="wrap"))(img)
 
 
 def test_resized_crop_matches_torch():

@@ -466,3 +466,274 @@ def test_single_calls(uncased, opts, pair):
             continue
         got = tok(*args, **kw)
         assert [list(map(int, got[k])) for k in ("input_ids", "token_type_ids", "attention_mask")] == list(want), t
+
+
+# -- the text dialect and its fusion ----------------------------------------------------------------------------
+CHAIN = ["text.split_special", "text.normalize", "text.pre_tokenize", "text.wordpiece"]
+TAIL = ["text.truncate", "text.post_process", "text.pad", "text.mask"]
+
+
+def _op_names(ir_text: str) -> list:
+    import re
+
+    return re.findall(r"= (text\.\w+)", ir_text)
+
+
+def _optimize(ir_text: str):
+    from prepjit.compiler.driver import optimization_pipeline
+    from prepjit.ir.parser import parse_function
+
+    fn = parse_function(ir_text)
+    optimization_pipeline(verify_each=True).run(fn)
+    return fn
+
+
+def test_traced_chain_fuses_into_one_kernel_op(uncased):
+    tok, _ = uncased
+
+    @pj.jit_preprocess
+    def enc(a, b):
+        return tok(a, b, max_length=16, padding="max_length", truncation="only_second")
+
+    enc("x", "y")
+    assert _op_names(enc.ir("traced")) == CHAIN + CHAIN + TAIL
+    assert _op_names(enc.ir("optimized")) == ["text.bert_tokenize"]
+    from prepjit.ir.printer import print_function
+
+    assert _op_names(print_function(_optimize(enc.ir("traced")))) == ["text.bert_tokenize"]
+
+
+def _interpret(jf, *texts):
+    """The traced (unfused) chain run by the reference interpreter, stage references only."""
+    from prepjit.ir.parser import parse_function
+    from prepjit.kernels.reference import interpret
+
+    return interpret(parse_function(jf.ir("traced")), *[t.encode("utf-8") for t in texts])
+
+
+@pytest.mark.parametrize("which", ["uncased", "cased"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=text_st, b=text_st, data=st.data())
+def test_unfused_chain_equals_hf_and_fused_kernel(which, request, a, b, data):
+    tok, hf = request.getfixturevalue(which)
+    pair = data.draw(st.booleans())
+    max_length = data.draw(st.integers(3, 24))
+    padding = data.draw(st.sampled_from(["max_length", "longest", False]))
+    truncation = data.draw(st.sampled_from([True, False, "only_first"] + (["only_second"] if pair else [])))
+    mult = data.draw(st.sampled_from([None, 4]))
+    add = data.draw(st.booleans())
+    texts = (a, b) if pair else (a,)
+
+    kw = dict(max_length=max_length, padding=padding, truncation=truncation, pad_to_multiple_of=mult,
+              add_special_tokens=add)
+    enc = pj.jit_preprocess((lambda x, y: tok(x, y, **kw)) if pair else (lambda x: tok(x, **kw)))
+
+    want = hf_rows(hf, [a], [b] if pair else None, max_length=max_length, padding=padding, truncation=truncation,
+                   mult=mult, add=add)[0]
+    width = -(-max_length // (mult or 1)) * (mult or 1)
+    if isinstance(want, Exception) or (padding == "max_length" and not truncation and len(want[0]) > width):
+        with pytest.raises(ValueError):
+            enc(*texts)
+        with pytest.raises(ValueError):
+            _interpret(enc, *texts)
+        return
+    fused = enc(*texts)
+    ref = _interpret(enc, *texts)
+    names = ("input_ids", "token_type_ids", "attention_mask")
+    assert [list(map(int, ref[k])) for k in names] == list(want)
+    assert [list(map(int, fused[k])) for k in names] == list(want)
+
+
+def test_shared_stages_are_recomputed_per_fused_op(uncased):
+    """Two tokenizer calls on one text: CSE merges their first stages (an intermediate with two users); each
+    chain still fuses, into its own kernel op, and both results are HF's."""
+    tok, hf = uncased
+    from prepjit.compiler.passes import canonicalize, cse, dce, fuse_text
+    from prepjit.ir.core import users
+    from prepjit.ir.parser import parse_function
+    from prepjit.ir.verifier import verify
+
+    @pj.jit_preprocess
+    def two(text):
+        short = tok(text, max_length=6, padding="max_length", truncation=True)["input_ids"]
+        full = tok(text, padding="longest", add_special_tokens=False)["input_ids"]
+        return short, full
+
+    s = LINES[2]
+    short, full = two(s)
+    fn = parse_function(two.ir("traced"))
+    cse(fn)
+    canonicalize(fn)
+    dce(fn)
+    wp = [op for op in fn.ops if op.name == "text.wordpiece"]
+    assert len(wp) == 1 and len(users(fn.body)[wp[0].result]) == 2
+    assert fuse_text(fn)
+    verify(fn)
+    assert [op.name for op in fn.ops if op.name.startswith("text.")] == ["text.bert_tokenize"] * 2
+    assert list(map(int, short)) == hf_rows(hf, [s], max_length=6, padding="max_length", truncation=True)[0][0]
+    assert list(map(int, full)) == hf_rows(hf, [s], padding="longest", add=False)[0][0]
+    ref = _interpret(two, s)
+    assert [list(map(int, r)) for r in ref] == [list(map(int, short)), list(map(int, full))]
+
+
+def test_chain_that_does_not_match_is_not_fused(uncased):
+    """A hand-edited chain whose normalizer differs from its tokenizer's is not the kernel's: not fused (an
+    error naming the op), while the reference interpreter still runs it."""
+    tok, _ = uncased
+
+    @pj.jit_preprocess
+    def enc(text):
+        return tok(text, padding=False)
+
+    enc("x")
+    edited = enc.ir("traced").replace("lowercase = true", "lowercase = false")
+    with pytest.raises(pj.UnsupportedError, match="text.mask: its operand is not a BERT chain"):
+        _optimize(edited)
+    from prepjit.ir.parser import parse_function
+    from prepjit.kernels.reference import interpret
+
+    out = interpret(parse_function(edited), b"Hello World")
+    assert list(map(int, out["input_ids"])) == [tok.cls_id, tok.unk_id, tok.unk_id, tok.sep_id]
+
+
+# -- WordPiece: LinMaxMatch ---------------------------------------------------------------------------------------
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def _wordpiece_pair(vocab_list, prefix, max_chars):
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(SPECIALS + vocab_list))}
+    hf = Tokenizer(WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=max_chars,
+                             continuing_subword_prefix=prefix))
+    hf.normalizer = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=False,
+                                               lowercase=False)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok = T.BertTokenizer(vocab, lowercase=False, strip_accents=False, handle_chinese_chars=False, clean_text=False,
+                          wordpieces_prefix=prefix, max_input_chars_per_word=max_chars)
+    return tok, hf
+
+
+piece_st = st.text(alphabet="abxé", min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(initial=st.lists(piece_st, max_size=14), cont=st.lists(piece_st, max_size=14),
+       words=st.lists(st.text(alphabet="abxé", min_size=1, max_size=24), min_size=1, max_size=8),
+       prefix=st.sampled_from(["##", "x"]), max_chars=st.sampled_from([3, 8, 100]))
+def test_wordpiece_adversarial_vocabularies(initial, cont, words, prefix, max_chars):
+    """LinMaxMatch == HF's greedy longest-match-first on random small vocabularies (missing pieces, tokens that
+    are prefixes of each other, a continuation prefix that is itself a word character, multi-byte characters):
+    same pieces, same whole-word [UNK], same max_input_chars_per_word."""
+    tok, hf = _wordpiece_pair(initial + [prefix + c for c in cont], prefix, max_chars)
+    texts = [" ".join(words), words[0]] + words
+    check(tok, hf, texts, add=False)
+
+
+def test_wordpiece_failure_chains():
+    """Vocabularies built so that a failure pops several tokens and follows several links: "a"*k, "##a"*k."""
+    for k in (1, 2, 3, 5):
+        vocab = ["a" * j for j in range(1, k + 1)] + ["##" + "a" * j for j in range(1, k + 1)] + ["aab", "##ab", "b"]
+        for pieces in (vocab, vocab[:-1], [v for v in vocab if v != "##a"]):
+            tok, hf = _wordpiece_pair(pieces, "##", 100)
+            texts = ["a" * n + s for n in range(1, 14) for s in ("", "b", "ab", "ba")]
+            check(tok, hf, texts, add=False)
+
+
+def test_wordpiece_is_linear_in_the_word():
+    """A token "a"*L + "b" in the vocabulary makes greedy longest-match rescan the word at every piece of "a"*L
+    (quadratic); LinMaxMatch's failure links keep it linear: 4x the word (and token) is far below 16x the time."""
+    times = []
+    for n in (25_000, 100_000):
+        tok, _ = _wordpiece_pair(["a", "##a", "a" * n + "b", "##" + "a" * n + "b"], "##", 10 ** 6)
+        tok.batch(["a"])  # tables and kernel built
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = tok.batch(["a" * n], add_special_tokens=False)["input_ids"][0]
+            runs.append(time.perf_counter() - t0)
+        assert out.tolist() == [tok.vocab["a"]] + [tok.vocab["##a"]] * (n - 1)
+        times.append(min(runs))
+    assert times[1] < 8 * times[0] + 0.02, times  # greedy: ~16x, and seconds
+
+
+def test_megabyte_word_is_linear(uncased):
+    """A megabyte-long word tokenized (not [UNK]ed: max_input_chars_per_word raised) in linear time."""
+    tok0, _ = uncased
+    tok = T.BertTokenizer(tok0.vocab, max_input_chars_per_word=4_000_000)
+    times, outs = [], []
+    for n in (250_000, 1_000_000):
+        word = ("unaffable" * (n // 9 + 1))[:n]
+        tok.batch([word[:10]])
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = tok.batch([word], add_special_tokens=False)["input_ids"][0]
+            runs.append(time.perf_counter() - t0)
+        times.append(min(runs))
+        outs.append(out)
+    small = tok.batch(["unaffable" * 40], add_special_tokens=False)["input_ids"][0].tolist()
+    period = tok.batch(["unaffable" * 41], add_special_tokens=False)["input_ids"][0].tolist()[len(small):]
+    assert outs[1][:len(small) - len(period)].tolist() == small[:-len(period)]  # the same pieces repeat
+    assert times[1] < 8 * times[0] + 0.05, times
+
+
+# -- NFD canonical reordering of the marks that survive accent stripping --------------------------------------------
+def _marks():
+    with np.load(pathlib.Path(T.__file__).parent / "data" / "bert_codepoints.npz") as z:
+        return [chr(c) for c in z["ccc_cp"]], [chr(c) for c in z["strip_starter"]]
+
+
+MARKS, STRIPPED_STARTERS = _marks()
+# surviving marks of several classes, nonspacing marks (transparent, or ending a run: U+0E31, U+0F71 has class 129),
+# characters whose decomposition ends in surviving marks, cleanup-removed characters (transparent), letters
+MARK_ALPHABET = (MARKS + STRIPPED_STARTERS[:40:4] + ["\u0301", "\u0316", "\u0f71", "\u0e31", "\U0001d15f",
+                                                      "\U0001d160", "\x00", "\u200b", "\x01", "é", "a", "B", " "])
+
+
+@pytest.mark.parametrize("opts", [dict(lowercase=True), dict(lowercase=False, strip_accents=True),
+                                  dict(lowercase=True, strip_accents=False), dict(clean_text=False)])
+@settings(max_examples=80, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(MARK_ALPHABET), max_size=10).map("".join), min_size=1, max_size=8))
+def test_nfd_reorders_surviving_marks(opts, texts):
+    """With a vocabulary holding every character (and its ## form), the ids spell the normalized characters in
+    order: sequences of marks that survive stripping come out canonically reordered, exactly as HF's NFD."""
+    chars = sorted({ch for t in MARK_ALPHABET for ch in t} | {"a", "b", "e"})
+    vocab = SPECIALS + chars + ["##" + ch for ch in chars]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(vocab))}
+    hf = BertWordPieceTokenizer(vocab, **opts)
+    tok = T.BertTokenizer(vocab, **opts)
+    check(tok, hf, ["x" + t for t in texts] + texts, padding=False)
+    from prepjit.kernels import text_reference as R
+
+    for t in texts:  # the text dialect's stage references agree too
+        words = R.pre_tokenize(R.normalize(R.split_special(t.encode(), tokenizer=tok.fingerprint),
+                                           clean_text=tok.clean_text, handle_chinese_chars=tok.handle_chinese_chars,
+                                           strip_accents=tok.strip_accents, lowercase=tok.lowercase))
+        assert list(R.wordpiece(words, tokenizer=tok.fingerprint)) == hf.encode(t, add_special_tokens=False).ids
+
+
+def test_tables_and_kernel_are_cached_on_disk(tmp_path):
+    """A second process finds the per-code-point tables, the vocabulary tables (trie, failure links, special
+    tokens) and the kernel object in the disk cache: the table builders and LLVM are never called."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from prepjit import text as T
+from prepjit.kernels import text as K
+from prepjit.runtime import native
+if sys.argv[1] == "warm":
+    def boom(*a, **k):
+        raise AssertionError("rebuilt")
+    K.vocab_trie = K.codepoint_tables = K.special_tables = native.compile_object = boom
+tok = T.BertTokenizer.from_file({str(UNCASED_JSON)!r})
+print(tok.batch(["Hello, naïve world!"])["input_ids"][0].tolist())
+"""
+    env = dict(os.environ, PREPJIT_CACHE_DIR=str(tmp_path / "cache"))
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    outs = [subprocess.run([sys.executable, "-c", script, mode], env=env, capture_output=True, text=True)
+            for mode in ("cold", "warm")]
+    assert all(o.returncode == 0 for o in outs), [o.stderr[-2000:] for o in outs]
+    assert outs[0].stdout == outs[1].stdout and outs[0].stdout.startswith("[101, ")

@@ -19,7 +19,7 @@ from prepjit.ir.printer import canonical_text, print_function
 
 def optimization_pipeline(verify_each: bool = False):
     from prepjit.compiler.pass_manager import PassManager
-    from prepjit.compiler.passes import canonicalize, constant_fold, cse, dce, fuse, plan_decode
+    from prepjit.compiler.passes import canonicalize, constant_fold, cse, dce, fuse, fuse_text, plan_decode
 
     return PassManager([
         ("canonicalize", canonicalize),
@@ -27,6 +27,7 @@ def optimization_pipeline(verify_each: bool = False):
         ("cse", cse),
         ("canonicalize", canonicalize),
         ("dce", dce),
+        ("fuse-text", fuse_text),
         ("plan-decode", plan_decode),
         ("fuse", fuse),
         ("dce", dce),
@@ -94,7 +95,7 @@ class Compiled:
         optimized = clone_function(self.traced)
         optimization_pipeline(self._verify_each).run(optimized)
         constraints = infer_types(optimized)
-        self._program = lower_function(optimized, constraints)
+        self._program = lower_function(optimized, constraints, self.target)
         self._optimized = optimized
 
     @property

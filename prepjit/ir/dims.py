@@ -226,26 +226,56 @@ def evaluate(d: DimLike, env: dict) -> int:
     raise AssertionError(op)
 
 
-def _render(d: DimLike, names: dict) -> str:
+def _render(d: DimLike, names: dict, sub=None) -> str:
     if isinstance(d, int):
         return repr(d)
+    if sub is not None:
+        text = sub(d)
+        if text is not None:
+            return text
     op, a = d.op, d.args
     if op == "sym":
         return a[0]
     if op == "call":
-        return f"{a[0]}(" + ", ".join(_render(x, names) for x in a[1:]) + ")"
+        return f"{a[0]}(" + ", ".join(_render(x, names, sub) for x in a[1:]) + ")"
     if op in ("add", "mul"):
-        return "(" + (" + " if op == "add" else " * ").join(_render(x, names) for x in a) + ")"
-    return f"{names.get(op, op)}(" + ", ".join(_render(x, names) for x in a) + ")"
+        return "(" + (" + " if op == "add" else " * ").join(_render(x, names, sub) for x in a) + ")"
+    return f"{names.get(op, op)}(" + ", ".join(_render(x, names, sub) for x in a) + ")"
 
 
 _PY_NAMES = {"floordiv": "_fdiv", "mod": "_fmod", "ifone": "_ifone"}
 
 
-def to_py(d: DimLike) -> str:
+def to_py(d: DimLike, sub=None) -> str:
     """Python source for the expression (symbols are local variables of the generated prologue, which also
-    defines ``_fdiv``, ``_fmod`` and ``_ifone``)."""
-    return _render(d, _PY_NAMES)
+    defines ``_fdiv``, ``_fmod`` and ``_ifone``). ``sub(dim)`` may name a sub-expression instead (or None)."""
+    return _render(d, _PY_NAMES, sub)
+
+
+class PyNames:
+    """Renders the sizes of one generated prologue, evaluating each size-rule call (``call`` dims, e.g.
+    torchvision's resize rule) once: the first use appends ``_sN = call(...)`` to ``lines`` (before the line
+    that uses it, which the caller appends next, at the function's top level) and later uses read ``_sN``."""
+
+    def __init__(self, lines: list):
+        self.lines = lines
+        self.names: dict = {}
+
+    def bind(self, d: DimLike, name: str) -> None:
+        """``name`` (a prologue variable) already holds ``d``."""
+        if not isinstance(d, int):
+            self.names.setdefault(d, name)
+
+    def __call__(self, d: DimLike) -> str:
+        return to_py(d, self._sub)
+
+    def _sub(self, d):
+        name = self.names.get(d)
+        if name is None and d.op == "call":
+            text = f"{d.args[0]}(" + ", ".join(self(x) for x in d.args[1:]) + ")"
+            name = self.names[d] = f"_s{len(self.names)}"
+            self.lines.append(f"    {name} = {text}")
+        return name
 
 
 def to_attr(d: DimLike) -> str:

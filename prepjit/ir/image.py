@@ -18,7 +18,8 @@ from prepjit.ir import dims as D
 from prepjit.ir.core import Constraint, Inferred, OpDef, define
 from prepjit.ir.types import TensorType
 
-RESAMPLE_MODES = ("bilinear", "bicubic", "nearest")
+RESAMPLE_MODES = ("bilinear", "bicubic", "nearest", "nearest-exact")
+NEAREST_MODES = ("nearest", "nearest-exact")
 RESAMPLE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -48,7 +49,7 @@ def _resample_infer(types, attrs, loc):
         raise TypeError(at(loc, f"image.resample expects an (H, W, C) image, got rank {t.rank}"))
     if t.dtype not in RESAMPLE_DTYPES:
         raise UnsupportedError(at(loc, f"resize supports uint8, float32 and float64 images, got {t.dtype}"))
-    if attrs["mode"] == "nearest" and attrs["antialias"]:
+    if attrs["mode"] in NEAREST_MODES and attrs["antialias"]:
         attrs = dict(attrs, antialias=False)  # torch ignores antialias for nearest
     if attrs["mode"] not in RESAMPLE_MODES:
         raise UnsupportedError(at(loc, f"resize mode {attrs['mode']!r} is not supported yet "
@@ -239,6 +240,39 @@ define(OpDef("image.flip", 1, ("axis", "flag"), frozenset({"image", "layout"}), 
              lambda x, axis, flag: np.flip(x, axis).copy() if flag else x))
 define(OpDef("image.crop_pad", 1, ("top", "left", "h", "w"), frozenset({"image", "layout"}), _crop_pad_infer,
              lambda x, top, left, h, w, fill=0: _window(x, top, left, h, w, fill)))
+
+
+# Padding that repeats the image (torchvision's padding_mode "edge", "reflect", "symmetric"): an index map folding
+# out-of-range indices back into the image. NumPy's np.pad modes of the same names are the reference.
+PAD_MODES = ("edge", "reflect", "symmetric")
+
+
+def _pad_infer(types, attrs, loc):
+    (t,) = types
+    if t.rank < 2:
+        raise TypeError(at(loc, f"pad expects an image with at least 2 dimensions, got rank {t.rank}"))
+    mode = attrs["mode"]
+    cons = []
+    for size, name, before, after in ((t.shape[0], "height", attrs["top"], attrs["bottom"]),
+                                      (t.shape[1], "width", attrs["left"], attrs["right"])):
+        most = max(before, after)
+        if mode == "edge" and most:
+            cons.append(Constraint("ge", (size, 1), f"pad: padding_mode 'edge' needs a non-empty image, got {name} "
+                                                    "{0}", loc))
+        elif most:  # torch's reflect needs padding < size; torchvision's symmetric indexing needs padding <= size
+            kind, rel = ("gt", "less than") if mode == "reflect" else ("ge", "at most")
+            cons.append(Constraint(kind, (size, most), f"pad: padding_mode {mode!r} needs padding {rel} the image "
+                                                       f"{name}: got padding {{1}} for {name} {{0}}", loc))
+    h, w = D.add(t.shape[0], attrs["top"] + attrs["bottom"]), D.add(t.shape[1], attrs["left"] + attrs["right"])
+    return Inferred([TensorType(t.dtype, (h, w) + t.shape[2:])], cons)
+
+
+def _pad_reference(x, top, left, bottom, right, mode):
+    return np.pad(x, [(top, bottom), (left, right)] + [(0, 0)] * (x.ndim - 2), mode=mode)
+
+
+define(OpDef("image.pad", 1, ("top", "left", "bottom", "right", "mode"), frozenset({"image", "layout"}), _pad_infer,
+             _pad_reference))
 
 
 

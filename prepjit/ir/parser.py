@@ -13,13 +13,13 @@ import numpy as np
 from prepjit.errors import IRParseError
 from prepjit.ir import dims as D
 from prepjit.ir.core import OPS, Block, Function, Loc, Operation, Value
-from prepjit.ir.types import BYTES, NAME_DTYPES, PyScalarType, TensorType
+from prepjit.ir.types import BYTES, NAME_DTYPES, PyScalarType, TensorType, TextType
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<loc>loc\("(?:[^"\\]|\\.)*":\d+\))
   | (?P<tensor>tensor<[^>]*>)
-  | (?P<pytype>!py\.(?:int|float|bool)<[^>]*>|!py\.bytes)
+  | (?P<pytype>!py\.(?:int|float|bool)<[^>]*>|!py\.bytes|!text\.\w+)
   | (?P<dense>dense<"0x[0-9a-f]*">)
   | (?P<dim>\#dim<"[^"]*">)
   | (?P<string>"(?:[^"\\]|\\.)*")
@@ -90,6 +90,8 @@ def _scalar(text: str):
 def parse_py_type(tok: str):
     if tok == "!py.bytes":
         return BYTES
+    if tok.startswith("!text."):
+        return TextType(tok[len("!text."):])
     m = re.fullmatch(r"!py\.(int|float|bool)<(.*)>", tok)
     kind = {"int": int, "float": float, "bool": bool}[m.group(1)]
     return PyScalarType(kind, kind(_scalar(m.group(2))))

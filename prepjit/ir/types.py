@@ -107,3 +107,15 @@ class BytesType(Type):
 
 
 BYTES = BytesType()
+
+
+@dataclass(frozen=True, slots=True)
+class TextType(Type):
+    """An intermediate value of the ``text`` dialect (``!text.segments``, ``!text.words``, ``!text.ids``,
+    ``!text.seqs``, ``!text.encoding``): a host-side Python value in the reference interpreter, never lowered —
+    the ``fuse_text`` pass turns whole chains into one native op."""
+
+    kind: str
+
+    def __str__(self):
+        return f"!text.{self.kind}"

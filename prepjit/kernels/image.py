@@ -15,10 +15,11 @@ from functools import lru_cache
 import numpy as np
 
 from prepjit.ir import dims as D
-from prepjit.ir.image import GRAY_WEIGHTS, RESAMPLE_MODES, opmath
+from prepjit.ir.image import GRAY_WEIGHTS, NEAREST_MODES, RESAMPLE_MODES, opmath
 from prepjit.kernels.layout import index_map
 from prepjit.lowering.loop_ir import (
-    BOOL, Cond, For, Load, Reduce, Store, Var, cast, const, iadd, idx, prim, select,
+    BOOL, TILE, Cond, For, If, Load, Reduce, Store, Var, cast, const, iadd, idx, imul, map_expr, offset_coeff, prim,
+    select, tile_transpose,
 )
 
 I32 = np.dtype(np.int32)
@@ -28,9 +29,13 @@ _PATHS = ("uint8", "float32", "float64")
 # -- weight tables (evaluated by the prologue; ints in, arrays out) ----------------------------------------------
 @lru_cache(maxsize=4096)
 def _table(in_size, out_size, mode, antialias, path):
+    """``mode``: index in RESAMPLE_MODES, plus len(RESAMPLE_MODES) when torch runs its channels-last kernel (its
+    nearest indices differ: see ``resample._nearest_indices``)."""
     from prepjit.kernels.resample import resize_weights
 
-    t = resize_weights(int(in_size), int(out_size), RESAMPLE_MODES[mode], bool(antialias), _PATHS[path])
+    n = len(RESAMPLE_MODES)
+    t = resize_weights(int(in_size), int(out_size), RESAMPLE_MODES[mode % n], bool(antialias), _PATHS[path],
+                       vectorized=mode >= n)
     weights = t.weights.astype(np.int32) if path == 0 else t.weights
     return (np.ascontiguousarray(t.size, np.int64), np.ascontiguousarray(t.index, np.int64),
             np.ascontiguousarray(weights), int(t.precision or 0))
@@ -90,6 +95,13 @@ def rs_span_len(*a):
 
 D.register_call("rs_taps", rs_taps)
 D.register_call("rs_precision", rs_precision)
+def rs_vectorized(channels, out_h, out_w):
+    from prepjit.kernels.resample import _vectorized_kernel
+
+    return int(_vectorized_kernel(channels, out_h, out_w))
+
+
+D.register_call("rs_vectorized", rs_vectorized)
 D.register_call("rs_span_lo", rs_span_lo)
 D.register_call("rs_span_len", rs_span_len)
 
@@ -110,6 +122,29 @@ def _crop_pad(ctx, op, out_idx):
     dt = op.result.type.dtype
     inner = ctx.convert(ctx.emit(x, [y, c, *out_idx[2:]]), dt)
     return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
+
+
+@index_map("image.pad")
+def _pad(ctx, op, out_idx):
+    x = op.operands[0]
+    src = list(out_idx)
+    for axis, before in ((0, op.attrs["top"]), (1, op.attrs["left"])):
+        n = ctx.dim(x.type.shape[axis])
+        src[axis] = _fold(prim("sub", out_idx[axis], idx(before)), n, op.attrs["mode"])
+    return ctx.convert(ctx.emit(x, src), op.result.type.dtype)
+
+
+def _fold(i, n, mode: str):
+    """Index ``i`` (at most one image size outside [0, n), as the pad checks ensure) folded into the image."""
+    last = prim("sub", n, idx(1))
+    if mode == "edge":
+        return prim("min", prim("max", i, idx(0)), last)
+    if mode == "reflect":  # ... 2 1 | 0 1 2 ... n-1 | n-2 n-3 ...
+        a = prim("abs", i)
+        return select(prim("gt", a, last, dtype=BOOL), prim("sub", prim("add", last, last), a), a)
+    # symmetric: ... 1 0 | 0 1 ... n-1 | n-1 n-2 ...
+    b = select(prim("lt", i, idx(0), dtype=BOOL), prim("sub", idx(-1), i), i)
+    return select(prim("gt", b, last, dtype=BOOL), prim("sub", prim("add", n, last), b), b)
 
 
 @index_map("image.flip")
@@ -185,13 +220,13 @@ def _clamp(i, hi_expr):
 
 
 class _AxisTables:
-    def __init__(self, ctx, in_dim, out_dim, mode, antialias, path, wdtype):
+    def __init__(self, ctx, in_dim, out_dim, mode, antialias, path, wdtype, op_mode):
         args = (in_dim, out_dim, mode, int(antialias), path)
         taps = D.call("rs_taps", *args)
         self.size = ctx.table(rs_size, args, np.dtype(np.int64), (out_dim,))
         self.index = ctx.table(rs_index, args, np.dtype(np.int64), (out_dim, taps))
         # every table but torch's non-antialiased float one (edge taps clamped) reads taps start, start + 1, ...
-        self.contiguous = path == 0 or antialias or RESAMPLE_MODES[mode] == "nearest"
+        self.contiguous = path == 0 or antialias or op_mode in NEAREST_MODES
         self.start = ctx.table(rs_start, args, np.dtype(np.int64), (out_dim,)) if self.contiguous else None
         self.weights = ctx.table(rs_weights, args, wdtype, (out_dim, taps))
         self.precision = ctx.dim(D.call("rs_precision", *args))
@@ -217,6 +252,8 @@ def _resample(ctx, op, out_idx):
     dt = x.type.dtype
     path = _PATHS.index(str(dt))
     mode = RESAMPLE_MODES.index(a["mode"])
+    if a["mode"] in NEAREST_MODES:  # torch's channels-last kernel computes nearest indices its own way
+        mode = D.add(mode, D.mul(len(RESAMPLE_MODES), D.call("rs_vectorized", c, a["out_h"], a["out_w"])))
     acc_dt = I32 if path == 0 else dt
     state = ctx.state.get(op)
     if state is None:
@@ -237,8 +274,8 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     """
     a = op.attrs
     n = len(ctx.state)
-    xt = _AxisTables(ctx, w, a["out_w"], mode, a["antialias"], path, acc_dt)
-    yt = _AxisTables(ctx, h, a["out_h"], mode, a["antialias"], path, acc_dt)
+    xt = _AxisTables(ctx, w, a["out_w"], mode, a["antialias"], path, acc_dt, a["mode"])
+    yt = _AxisTables(ctx, h, a["out_h"], mode, a["antialias"], path, acc_dt, a["mode"])
     win_h, win_w = a["win_h"], a["win_w"]
     span = (h, a["out_h"], mode, int(a["antialias"]), path, a["top"], win_h)
     lo, n_rows = D.call("rs_span_lo", *span), D.call("rs_span_len", *span)
@@ -249,8 +286,8 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     out_h, out_w = ctx.dim(a["out_h"]), ctx.dim(a["out_w"])
     lo_e = ctx.dim(lo)
 
-    # 1. horizontal pass
-    if isinstance(c, int):
+    # 1. horizontal pass (row tiles are a CPU schedule: SIMD lanes; a GPU gives each output its own thread)
+    if isinstance(c, int) and ctx.pb.target == "cpu":
         ctx.pre.extend(_horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n))
     else:
         fr, fx, fc, fk = (Var(f"rs{n}_h{s}") for s in ("row", "col", "ch", "tap"))
@@ -284,7 +321,7 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     return out
 
 
-TILE_ROWS = 16  # input rows filtered together: one SIMD lane per row
+TILE_ROWS = TILE  # input rows filtered together: one SIMD lane per row, and one transposed tile's side
 
 
 def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n):
@@ -302,7 +339,7 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
     xlo, n_cols = D.call("rs_span_lo", *xspan), D.call("rs_span_len", *xspan)
     tin = ctx.scratch(dt, (n_cols, c, R))
     tout = ctx.scratch(dt, (win_w, c, R))
-    lanes = ctx.scratch(acc_dt, (R,))
+    lanes = ctx.scratch(acc_dt, (c * R,))
     tile, p, ch, lane, j, k, jc = (Var(f"rs{n}_t{s}") for s in ("tile", "col", "ch", "lane", "j", "tap", "jc"))
     one = (idx(1),)
     lo_e, rows_e, xlo_e = ctx.dim(lo), ctx.dim(n_rows), ctx.dim(xlo)
@@ -315,31 +352,76 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
                     ctx.convert(ctx.emit(x, [row, iadd(p, xlo_e), ch]), dt))
     transpose_in = For(lane.name, idx(R), (For(p.name, ctx.dim(n_cols), (For(ch.name, idx(c), (load_in,)),)),))
     transpose_in = ctx.unit_stride_version(transpose_in, ch.name)
+    pixels = _packed_rows(ctx, x, dt, c, xlo_e)
+    if pixels is not None:  # a full tile of an input whose pixels are packed: shuffled 16×16 blocks
+        packed, at = pixels
+        whole = prim("le", iadd(first, idx(R)), rows_e, dtype=BOOL)
+        fast = _tiles(ctx, D.mul(n_cols, c), lane, n, lambda q: Store(tin.name, (q, lane), (idx(R), idx(1)),
+                                                                      at(iadd(iadd(lo_e, first), lane), q)))
+        transpose_in = (If(prim("and", whole, packed), fast, transpose_in),)
 
-    # filter: for each output column and channel, lanes[:] += w[k] * tin[src_k, ch, :] over the taps
+    # filter: for each output column, lanes[:] += w[k] * tin[src_k, :, :] over the taps — the pixel's channels and
+    # the tile's rows are one contiguous vector of c * TILE_ROWS values sharing each tap's weight
     col = iadd(j, ctx.dim(a["left"]))
     out_w = ctx.dim(a["out_w"])
     cc = _clamp(col, out_w)
     src = prim("sub", xt.tap_index(cc, k), xlo_e)
-    tap = Load(tin.name, (src, ch, lane), ctx.strides(tin), dt)
-    step = Store(lanes.name, (lane,), one, prim("add", Load(lanes.name, (lane,), one, acc_dt),
-                                                prim("mul", cast(tap, acc_dt), xt.load(xt.weights, cc, k))))
-    value = select(_inside(col, out_w), _finish(Load(lanes.name, (lane,), one, acc_dt), xt, dt), const(0, dt))
-    per_channel = (
-        For(lane.name, idx(R), (Store(lanes.name, (lane,), one, _acc_init(xt, acc_dt)),)),
-        For(k.name, xt.load(xt.size, cc), (For(lane.name, idx(R), (step,)),), vectorize=False),
-        For(lane.name, idx(R), (Store(tout.name, (j, ch, lane), ctx.strides(tout), value),)),
-    )
-    filt = For(j.name, ctx.dim(win_w), (For(ch.name, idx(c), per_channel),))
+    width = idx(c * R)
+    lanes_at = ((lane,), one)
+    tap = Load(tin.name, (src, lane), (width, idx(1)), dt)
+    step = Store(lanes.name, *lanes_at, prim("add", Load(lanes.name, *lanes_at, acc_dt),
+                                             prim("mul", cast(tap, acc_dt), xt.load(xt.weights, cc, k))))
+    value = select(_inside(col, out_w), _finish(Load(lanes.name, *lanes_at, acc_dt), xt, dt), const(0, dt))
+    filt = For(j.name, ctx.dim(win_w), (
+        For(lane.name, width, (Store(lanes.name, *lanes_at, _acc_init(xt, acc_dt)),)),
+        For(k.name, xt.load(xt.size, cc), (For(lane.name, width, (step,)),), vectorize=False),
+        For(lane.name, width, (Store(tout.name, (j, lane), (width, idx(1)), value),)),
+    ))
 
     # transpose out: the tile's valid rows into mid
     n_valid = prim("min", idx(R), prim("sub", rows_e, first))
     row_len = ctx.dim(D.mul(win_w, c))
-    copy = Store(mid.name, (iadd(first, lane), jc), (row_len, idx(1)), Load(tout.name, (jc, lane), (idx(R), idx(1)), dt))
-    transpose_out = For(lane.name, n_valid, (For(jc.name, row_len, (copy,)),))
+    def copy(q):
+        return Store(mid.name, (iadd(first, lane), q), (row_len, idx(1)), Load(tout.name, (q, lane), (idx(R), idx(1)), dt))
+
+    transpose_out = If(prim("eq", n_valid, idx(R), dtype=BOOL), _tiles(ctx, D.mul(win_w, c), lane, n, copy),
+                       (For(lane.name, n_valid, (For(jc.name, row_len, (copy(jc),)),)),))
 
     n_tiles = ctx.dim(D.floordiv(D.add(n_rows, R - 1), R))
     return [For(tile.name, n_tiles, (*transpose_in, filt, transpose_out))]
+
+
+def _tiles(ctx, length, lane, n, store_at) -> tuple:
+    """``for lane < TILE: for q < length: store_at(q)`` (``store_at`` reading along q and writing along lane, or
+    the reverse) as TILE×TILE transposed tiles plus a plain remainder."""
+    blk, qq, q = (Var(f"rs{n}_x{s}") for s in ("blk", "q", "rest"))
+    whole = D.floordiv(length, TILE)
+    tiles = For(blk.name, ctx.dim(whole), (tile_transpose(lane.name, qq.name, store_at(iadd(imul(blk, idx(TILE)), qq))),))
+    done = ctx.dim(D.mul(whole, TILE))
+    rest = For(lane.name, idx(TILE), (For(q.name, ctx.dim(D.mod(length, TILE)),
+                                          (store_at(iadd(done, q)),)),))
+    return (tiles, rest)
+
+
+def _packed_rows(ctx, x, dt, c, xlo_e):
+    """When ``x`` is read straight from a buffer: (the runtime condition that its pixels are packed — channel
+    stride 1, column stride ``c`` — and ``at(row, q)``, the load of byte ``q`` of ``row``'s span from column
+    ``xlo``). None for computed inputs or non-affine index maps (their tiles keep the plain loops)."""
+    rv, pv, cv = Var("rs_probe_row"), Var("rs_probe_col"), Var("rs_probe_ch")
+    probe = ctx.convert(ctx.emit(x, [rv, iadd(pv, xlo_e), cv]), dt)
+    if not isinstance(probe, Load) or np.dtype(probe.dtype).itemsize != 1:
+        return None
+    s_row, s_col, s_ch = (offset_coeff(probe.indices, probe.strides, v.name) for v in (rv, pv, cv))
+    if None in (s_row, s_col, s_ch):
+        return None
+    zero = {v.name: idx(0) for v in (rv, pv, cv)}
+    at0 = tuple(map_expr(i, lambda e: zero.get(e.name, e) if isinstance(e, Var) else e) for i in probe.indices)
+    packed = prim("and", prim("eq", s_ch, idx(1), dtype=BOOL), prim("eq", s_col, idx(c), dtype=BOOL))
+
+    def at(row, q):
+        return Load(probe.buf, (*at0, row, q), (*probe.strides, s_row, idx(1)), probe.dtype)
+
+    return packed, at
 
 
 def _acc_init(t: _AxisTables, acc_dt):

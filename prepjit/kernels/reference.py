@@ -9,6 +9,7 @@ import numpy as np
 
 from prepjit.ir.core import Block, Function
 from prepjit.ir.func import output_structure
+from prepjit.ir.types import TextType
 
 
 def _run_block(block: Block, args: list) -> list:
@@ -22,12 +23,13 @@ def _run_block(block: Block, args: list) -> list:
             with np.errstate(all="ignore"):
                 outs = [op.opdef.reference(*[env[v] for v in op.operands], **op.attrs)]
         for r, v in zip(op.results, outs):
-            env[r] = np.asarray(v) if not isinstance(v, (bool, int, float)) else v
+            keep = isinstance(v, (bool, int, float)) or isinstance(r.type, TextType)  # text values: Python objects
+            env[r] = v if keep else np.asarray(v)
     raise AssertionError("block without terminator")
 
 
 def interpret(fn: Function, *args):
     """Evaluate ``fn`` on NumPy arrays; returns outputs in the function's structure."""
-    outs = _run_block(fn.body, [np.asarray(a) for a in args])
+    outs = _run_block(fn.body, [a if isinstance(a, (bytes, str)) else np.asarray(a) for a in args])
     tree = fn.body.terminator.attrs["tree"]
     return output_structure(tree, outs)

@@ -13,7 +13,9 @@ import numpy as np
 from llvmlite import ir
 
 from prepjit.errors import CompileError
-from prepjit.lowering.loop_ir import BOOL, Cond, Const, For, If, Kernel, Load, Param, Prim, Reduce, Store, Var, children
+from prepjit.lowering.loop_ir import (
+    BOOL, TILE, Cond, Const, For, If, Kernel, Load, Param, Prim, Reduce, Store, Var, children, idx, map_expr, offset_coeff,
+)
 
 ENTRY = "prepjit_entry"
 I1, I8, I64T = ir.IntType(1), ir.IntType(8), ir.IntType(64)
@@ -169,7 +171,52 @@ class LLVMRenderer:
         return self.module.add_metadata([ir.MetaDataString(self.module, f"{_LOOP_ID_TAG}{self._loop_ids}"), flag])
 
     def stmt_For(self, s: For):
+        if s.transpose and self._tile_transpose(s):
+            return
         self._counted_loop(s.var, s.extent, lambda _: self.stmts(s.body), vectorize=s.vectorize)
+
+    def _tile_transpose(self, s: For) -> bool:
+        """A TILE×TILE byte tile copied between a layout contiguous in one loop variable and one contiguous in the
+        other: TILE vector loads, log2(TILE) rounds of byte interleaves, TILE vector stores — instead of the
+        byte-at-a-time gathers or scatters LLVM's loop vectorizer makes of it. False: not such a tile (the plain
+        loops are rendered instead)."""
+        inner = s.body[0] if len(s.body) == 1 else None
+        if not (isinstance(inner, For) and len(inner.body) == 1 and isinstance(inner.body[0], Store)):
+            return False
+        st = inner.body[0]
+        ld = st.value
+        if not (isinstance(ld, Load) and s.extent == idx(TILE) and inner.extent == idx(TILE)
+                and np.dtype(ld.dtype).itemsize == 1 and ld.dtype == self.env[("buf", st.buf)][1]):
+            return False
+        src = {v: offset_coeff(ld.indices, ld.strides, v) for v in (s.var, inner.var)}
+        dst = {v: offset_coeff(st.indices, st.strides, v) for v in (s.var, inner.var)}
+        # vectors are read along the source's unit axis and written along the destination's, the other one
+        along = next((a for a in src if src[a] == idx(1)), None)
+        across = inner.var if along == s.var else s.var
+        if along is None or dst[across] != idx(1) or None in dst.values():
+            return False
+        b = self.builder
+        zero = {s.var: idx(0), inner.var: idx(0)}
+
+        def pointers(indices, strides, coeff, buf):
+            at0 = tuple(map_expr(i, lambda e: zero.get(e.name, e) if isinstance(e, Var) else e) for i in indices)
+            base, step = self.offset(at0, strides), self.expr(coeff)
+            ptr = self.env[("buf", buf)][0]
+            return [b.gep(ptr, [b.add(base, b.mul(step, ir.Constant(I64T, k)))], inbounds=True, source_etype=I8)
+                    for k in range(TILE)]
+
+        vec = ir.VectorType(I8, TILE)
+        rows = [b.load(p, typ=vec, align=1) for p in pointers(ld.indices, ld.strides, src[across], ld.buf)]
+        half = TILE // 2
+        lo, hi = (ir.Constant(ir.VectorType(ir.IntType(32), TILE), [v for k in ks for v in (k, k + TILE)])
+                  for ks in (range(half), range(half, TILE)))
+        for _ in range(TILE.bit_length() - 1):  # each round: zip row i with row i + TILE/2; log2(TILE) rounds
+            rows = [v for i in range(half) for v in (b.shuffle_vector(rows[i], rows[i + half], lo),
+                                                     b.shuffle_vector(rows[i], rows[i + half], hi))]
+        for v, p in zip(rows, pointers(st.indices, st.strides, dst[along], st.buf)):
+            b.store(v, p, align=1)
+        self._forget_loads_of(st.buf)
+        return True
 
     def stmt_If(self, s: If):
         b = self.builder
@@ -193,10 +240,13 @@ class LLVMRenderer:
             v = self.builder.zext(v, I8)
         addr = self.builder.gep(ptr, [self.offset(s.indices, s.strides)], inbounds=True, source_etype=mem_type(dt))
         self.builder.store(v, addr, align=np.dtype(dt).itemsize)
+        self._forget_loads_of(s.buf)
+
+    def _forget_loads_of(self, buf: str):
         # Values computed from loads of this buffer are stale now (a reduction's finish step re-reads the
         # accumulator it just stored, in the same scope when there are no loops): compute them again.
         for scope in self.scopes:
-            for e in [e for e in scope if s.buf in self._loads(e)]:
+            for e in [e for e in scope if buf in self._loads(e)]:
                 del scope[e]
 
     def _loads(self, e) -> frozenset:

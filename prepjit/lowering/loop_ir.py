@@ -143,6 +143,9 @@ class For(Stmt):
     extent: Expr
     body: tuple
     vectorize: bool = True   # False: a short loop (e.g. a filter's taps) the renderer should keep scalar
+    # True: ``for r < TILE: for q < TILE: one byte Store`` copying a square tile between a layout contiguous in
+    # ``q`` and one contiguous in ``r`` (see ``tile_transpose``); a renderer may do it with vector shuffles
+    transpose: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +283,49 @@ def uses_var(e: Expr, var: str) -> bool:
     return any(isinstance(n, Var) and n.name == var for n in walk(e))
 
 
+def linear_coeff(e: Expr, var: str):
+    """The coefficient ``c`` (an expression free of ``var``) with ``e == c * var + (e at var = 0)``, or None when
+    ``e`` is not affine in ``var`` (min/max clamps, loads indexed by it, ...)."""
+    if not uses_var(e, var):
+        return idx(0)
+    if isinstance(e, Var):
+        return idx(1)
+    if isinstance(e, Prim) and e.dtype == I64 and e.op in ("add", "sub"):
+        a, b = (linear_coeff(x, var) for x in e.args)
+        if a is None or b is None:
+            return None
+        return iadd(a, b) if e.op == "add" else isub(a, b)
+    if isinstance(e, Prim) and e.dtype == I64 and e.op == "mul":
+        x, y = e.args
+        if uses_var(x, var) and uses_var(y, var):
+            return None
+        k, v = (y, x) if uses_var(x, var) else (x, y)
+        c = linear_coeff(v, var)
+        return None if c is None else imul(k, c)
+    return None
+
+
+def offset_coeff(indices, strides, var: str):
+    """``linear_coeff`` of the flat offset ``sum(indices * strides)``."""
+    total = idx(0)
+    for i, s in zip(indices, strides):
+        if uses_var(s, var):
+            return None
+        c = linear_coeff(i, var)
+        if c is None:
+            return None
+        total = iadd(total, imul(c, s))
+    return total
+
+
+TILE = 16  # the side of a transposed tile: 16 bytes = one SSE vector per row
+
+
+def tile_transpose(r: str, q: str, store: Store, **for_args) -> For:
+    """``for r < TILE: for q < TILE: store`` marked as a tile transposition (``For.transpose``)."""
+    return For(r, idx(TILE), (For(q, idx(TILE), (store,)),), transpose=True, **for_args)
+
+
 # -- printing (MLIR-like, for fn.ir("lowered")) ----------------------------------------------------------------
 def _dt(dt) -> str:
     from prepjit.ir.types import dtype_name
@@ -334,7 +380,7 @@ def print_stmts(stmts, indent: str, lines: list, counter: list):
     for s in stmts:
         if isinstance(s, For):
             ext = p(s.extent)
-            hint = "" if s.vectorize else " {scalar}"
+            hint = (" {transpose}" if s.transpose else "") + ("" if s.vectorize else " {scalar}")
             lines.append(f"{indent}scf.for %{s.var} = 0 to {ext}{hint} {{")
             print_stmts(s.body, indent + "  ", lines, counter)
             lines.append(f"{indent}}}")

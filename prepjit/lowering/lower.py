@@ -7,7 +7,7 @@ parameters bound to dim expressions, evaluated by the call prologue.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,8 +57,9 @@ class Program:
 
 
 class _ProgramBuilder:
-    def __init__(self, fn: Function):
+    def __init__(self, fn: Function, target: str = "cpu"):
         self.fn = fn
+        self.target = target  # rules may schedule for it (e.g. SIMD row tiles on the CPU only)
         self.prog = Program(fn.name, [a.type for a in fn.inputs])
         self.dim_params: dict = {}
         self.names: dict[Value, str] = {}
@@ -253,7 +254,7 @@ def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set, walked: str
             return Store(s.buf, tuple(map_expr(i, fold, memo) for i in s.indices),
                          tuple(map_expr(i, fold, memo) for i in s.strides), map_expr(s.value, fold, memo))
         if isinstance(s, For):
-            return For(s.var, map_expr(s.extent, fold, memo), tuple(sub_stmt(b) for b in s.body))
+            return replace(s, extent=map_expr(s.extent, fold, memo), body=tuple(sub_stmt(b) for b in s.body))
         return s
 
     fast = tuple(sub_stmt(s) for s in body)
@@ -368,8 +369,8 @@ def _collect_params(k: Kernel) -> list[str]:
     return names
 
 
-def lower_function(fn: Function, constraints: list) -> Program:
-    pb = _ProgramBuilder(fn)
+def lower_function(fn: Function, constraints: list, target: str = "cpu") -> Program:
+    pb = _ProgramBuilder(fn, target)
     prog = pb.prog
     prog.constraints = list(constraints)
     prog.tree = fn.body.terminator.attrs["tree"]

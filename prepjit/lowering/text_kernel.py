@@ -3,8 +3,9 @@
 One pass over each sample's UTF-8 bytes does cleanup, normalization and pre-tokenization through a per-code-point
 table (an ASCII table first, then a two-stage table for the rest; multi-character mappings come from a small
 pool), collects each word's normalized bytes in a per-thread buffer, and runs WordPiece on it as soon as the word
-ends: greedy longest-match-first as HF does it, walking a byte trie (children in an open-addressing hash table,
-terminal ids per node). Tokens are written straight into the output row; special tokens written in the raw text
+ends: LinMaxMatch (failure links and failure pops precomputed per trie node, so linear in the word) with the
+same output as HF's greedy longest-match-first, walking a byte trie (ASCII children of shallow nodes in a dense
+table, the rest in an open-addressing hash table, terminal ids per node). Tokens are written straight into the output row; special tokens written in the raw text
 (``hello[MASK]world``) are matched before normalization, as HF's added vocabulary does; the post-processor
 ([CLS] A [SEP] B [SEP]), truncation (HF's ``longest_first`` split of the budget, ``only_first``/``only_second``)
 and padding/masks/type ids are applied per row. Rows are independent, so ``.batch`` splits them over threads.
@@ -13,7 +14,8 @@ The kernel takes its inputs as an int64 argument array (like ``prepjit_entry``);
 so one compiled object (per id dtype) serves every vocabulary and is stored in the disk cache. Bounds: every read
 is inside ``[offset[i], offset[i+1])`` of validated UTF-8 (decoding clamps at the end anyway), the word buffer
 takes at most ``max_input_chars_per_word`` characters of at most 4 bytes, and every token write is guarded by
-the row capacity (a row that needs more is reported in ``status``, never written past).
+the row capacity (a row that needs more is reported in ``status``, never written past). The word buffer is
+``6 * max_chars + 8`` bytes: the word, then per mark of the current run its combining class and byte length.
 
 The per-row state machine needs data-dependent loops (``while``) that the loop IR does not have yet, which is why
 this op lowers to its own llvmlite function rather than to loop-IR statements.
@@ -31,7 +33,7 @@ P8, P16, P32, P64 = I8.as_pointer(), I16.as_pointer(), I32.as_pointer(), I64.as_
 
 # ctx: per-tokenizer table pointers and scalars (built once by prepjit.kernels.text)
 CTX = ["stage1", "stage2", "pool", "asc", "spec_first", "spec_data", "spec_off", "spec_ids", "nspec",
-       "htab", "hmask", "hshift", "term", "cont_root", "unk_id", "max_chars", "rootc", "contc"]
+       "htab", "hmask", "hshift", "term", "fail", "foff", "fpool", "achild", "ndense", "unk_id", "max_chars"]
 # args: per call
 ARGS = ["ctx", "data_a", "off_a", "data_b", "off_b", "row_begin", "row_end", "ids", "types", "mask", "out_off",
         "row_cap", "lens", "status", "wbuf", "scratch", "pair", "add_special", "trunc", "budget", "pad_to", "cls_id",
@@ -40,7 +42,7 @@ TRUNC = {False: 0, None: 0, True: 1, "longest_first": 1, "only_first": 2, "only_
 STATUS_OK, STATUS_TOO_LONG, STATUS_TRUNC = 0, 1, 2
 HASH_MUL = 0x9E3779B97F4A7C15
 SYMBOL = "prepjit_text_bert"
-KERNEL_VERSION = "3"
+KERNEL_VERSION = "5"
 
 
 def c64(v):
@@ -124,8 +126,8 @@ def build_module(id_bits: int) -> str:
     PID = IDT.as_pointer()
     m = ir.Module(name="prepjit_text")
     ctx_types = {"stage1": P32, "stage2": P32, "pool": P8, "asc": P16, "spec_first": P8, "spec_data": P8,
-                 "spec_off": P64, "spec_ids": P64, "htab": P64, "term": P32, "rootc": P32,
-                 "contc": P32}
+                 "spec_off": P64, "spec_ids": P64, "htab": P64, "term": P32, "fail": P32, "foff": P32,
+                 "fpool": P32, "achild": P32}
 
     # ---- wordpiece(ctx, w, wlen, out, count, cap) -> count ---------------------------------------------------
     f = _Fn(m, "wordpiece", I64, [("ctx", P64), ("w", P8), ("wlen", I64), ("out", PID), ("count", I64),
@@ -143,64 +145,65 @@ def build_module(id_bits: int) -> str:
             fn.store_at(out, n, bb.trunc(tok, IDT) if id_bits < 64 else tok)
         fn.set(cntp, bb.add(n, c64(1)))
 
-    start = f.var(I64, c64(0), "start")
-    fail = f.var(I1, ir.Constant(I1, 0), "fail")
-    best = f.var(I64, c64(-1), "best")
-    bestid = f.var(I64, c64(0), "bestid")
-    p = f.var(I64, c64(0), "p")
-    cur = f.var(I64, c64(0), "cur")
+    # LinMaxMatch: one walk down the trie; where no child matches, emit the node's failure pops and follow its
+    # failure link (never moving back in the word), so the work is linear in the word's length.
+    i = f.var(I64, c64(0), "i")
+    u = f.var(I64, c64(0), "u")
+    nxt = f.var(I64, c64(-1), "nxt")
     h = f.var(I64, c64(0), "h")
+    fail = f.var(I1, ir.Constant(I1, 0), "fail")
     searching = f.var(I1, ir.Constant(I1, 1), "searching")
-    with f.while_(lambda: b.and_(b.icmp_signed("<", f.get(start), A["wlen"]), b.not_(f.get(fail)))):
-        s = f.get(start)
-        f.set(best, c64(-1))
-        # first byte: dense child tables of the root and of the continuation root (no hashing)
-        b0 = b.zext(f.load_at(A["w"], s), I64)
-        c0 = b.sext(f.load_at(b.select(b.icmp_signed("==", s, c64(0)), c["rootc"], c["contc"]), b0), I64)
-        f.set(cur, c0)
-        f.set(p, s)
-        with b.if_then(b.icmp_signed(">=", c0, c64(0))):
-            f.set(p, b.add(s, c64(1)))
-            t0 = b.sext(f.load_at(c["term"], c0), I64)
-            with b.if_then(b.icmp_signed(">=", t0, c64(0))):
-                f.set(best, b.add(s, c64(1)))
-                f.set(bestid, t0)
-        with f.while_(lambda: b.and_(b.icmp_signed("<", f.get(p), A["wlen"]),
-                                     b.icmp_signed(">=", f.get(cur), c64(0)))):
-            byte = b.zext(f.load_at(A["w"], f.get(p)), I64)
-            key = b.add(b.mul(f.get(cur), c64(256)), byte)
-            f.set(h, b.lshr(b.mul(key, c64(HASH_MUL)), c["hshift"]))
-            f.set(searching, ir.Constant(I1, 1))
-            with f.while_(lambda: f.get(searching)):  # entries: key << 24 | child (one load per probe)
-                hv = f.get(h)
-                ent = f.load_at(c["htab"], hv)
-                k = b.ashr(ent, c64(24))
-                with b.if_else(b.icmp_signed("==", k, key)) as (hit, miss):
-                    with hit:
-                        f.set(cur, b.and_(ent, c64(0xFFFFFF)))
-                        f.set(searching, ir.Constant(I1, 0))
-                    with miss:
-                        with b.if_else(b.icmp_signed("<", k, c64(0))) as (empty, other):
-                            with empty:
-                                f.set(cur, c64(-1))
-                                f.set(searching, ir.Constant(I1, 0))
-                            with other:
-                                f.set(h, b.and_(b.add(hv, c64(1)), c["hmask"]))
-            cv = f.get(cur)
-            with b.if_then(b.icmp_signed(">=", cv, c64(0))):
-                np_ = b.add(f.get(p), c64(1))
-                f.set(p, np_)
-                t = b.sext(f.load_at(c["term"], cv), I64)
-                with b.if_then(b.icmp_signed(">=", t, c64(0))):
-                    f.set(best, np_)
-                    f.set(bestid, t)
-        bv = f.get(best)
-        with b.if_else(b.icmp_signed("<", bv, c64(0))) as (nomatch, match):
-            with nomatch:
+
+    def follow_failure():
+        """Emit F(u) and go to f(u); f(u) == -1 means the word is [UNK]."""
+        uv = f.get(u)
+        fu = b.sext(f.load_at(c["fail"], uv), I64)
+        with b.if_else(b.icmp_signed("<", fu, c64(0))) as (none, some):
+            with none:
                 f.set(fail, ir.Constant(I1, 1))
-            with match:
-                emit(f, cnt, A["out"], A["cap"], f.get(bestid))
-                f.set(start, bv)
+            with some:
+                lo = b.sext(f.load_at(c["foff"], uv), I64)
+                hi = b.sext(f.load_at(c["foff"], b.add(uv, c64(1))), I64)
+                with f.for_(lo, hi) as k:
+                    emit(f, cnt, A["out"], A["cap"], b.sext(f.load_at(c["fpool"], k), I64))
+                f.set(u, fu)
+
+    with f.while_(lambda: b.and_(b.icmp_signed("<", f.get(i), A["wlen"]), b.not_(f.get(fail)))):
+        byte = b.zext(f.load_at(A["w"], f.get(i)), I64)
+        uv = f.get(u)
+        dense = b.and_(b.icmp_unsigned("<", byte, c64(128)), b.icmp_signed("<", uv, c["ndense"]))
+        with b.if_else(dense, likely=True) as (fast, slow):
+            with fast:  # the ASCII fast path: a dense child table for shallow nodes
+                f.set(nxt, b.sext(f.load_at(c["achild"], b.add(b.mul(uv, c64(128)), byte)), I64))
+            with slow:
+                key = b.add(b.mul(uv, c64(256)), byte)
+                f.set(h, b.lshr(b.mul(key, c64(HASH_MUL)), c["hshift"]))
+                f.set(searching, ir.Constant(I1, 1))
+                with f.while_(lambda: f.get(searching)):  # entries: key << 24 | child (one load per probe)
+                    hv = f.get(h)
+                    ent = f.load_at(c["htab"], hv)
+                    k = b.ashr(ent, c64(24))
+                    with b.if_else(b.icmp_signed("==", k, key)) as (hit, miss):
+                        with hit:
+                            f.set(nxt, b.and_(ent, c64(0xFFFFFF)))
+                            f.set(searching, ir.Constant(I1, 0))
+                        with miss:
+                            with b.if_else(b.icmp_signed("<", k, c64(0))) as (empty, other):
+                                with empty:
+                                    f.set(nxt, c64(-1))
+                                    f.set(searching, ir.Constant(I1, 0))
+                                with other:
+                                    f.set(h, b.and_(b.add(hv, c64(1)), c["hmask"]))
+        nv = f.get(nxt)
+        with b.if_else(b.icmp_signed(">=", nv, c64(0)), likely=True) as (step, back):
+            with step:
+                f.set(u, nv)
+                f.set(i, b.add(f.get(i), c64(1)))
+            with back:
+                follow_failure()
+    # the word ended: pop until the continuation root (everything matched is emitted)
+    with f.while_(lambda: b.and_(b.icmp_signed("!=", f.get(u), c64(1)), b.not_(f.get(fail)))):
+        follow_failure()
     with b.if_then(f.get(fail)):
         f.set(cnt, A["count"])
         emit(f, cnt, A["out"], A["cap"], c["unk_id"])
@@ -217,7 +220,11 @@ def build_module(id_bits: int) -> str:
     cnt = f.var(I64, c64(0), "cnt")
     wlen = f.var(I64, c64(0), "wlen")
     wchars = f.var(I64, c64(0), "wchars")
+    rn = f.var(I64, c64(0), "rn")  # marks in the current run (NFD reordering), at the end of the word buffer
     data, end, out, cap = A["data"], A["end"], A["out"], A["cap"]
+    # per run mark: combining class and byte length, after the word bytes in the same per-thread buffer
+    rcc = b.gep(A["wbuf"], [b.add(b.mul(c["max_chars"], c64(4)), c64(8))])
+    rlb = b.gep(rcc, [c["max_chars"]])
 
     def flush():
         wc = f.get(wchars)
@@ -229,29 +236,72 @@ def build_module(id_bits: int) -> str:
                     f.set(cnt, b.call(wordpiece, [A["ctx"], A["wbuf"], f.get(wlen), out, f.get(cnt), cap]))
             f.set(wlen, c64(0))
             f.set(wchars, c64(0))
+        f.set(rn, c64(0))
 
     def append(src, nb):
         wc = b.add(f.get(wchars), c64(1))
         f.set(wchars, wc)
+        f.set(rn, c64(0))  # a starter ends the run of marks
         with b.if_then(b.icmp_signed("<=", wc, c["max_chars"])):
             wl = f.get(wlen)
             with f.for_(0, nb) as j:
                 f.store_at(A["wbuf"], b.add(wl, j), f.load_at(src, j))
             f.set(wlen, b.add(wl, nb))
 
+    jv = f.var(I64, c64(0), "j")
+    offv = f.var(I64, c64(0), "off")
+
+    def append_mark(src, nb, cc):
+        """NFD's canonical ordering: insert the mark after the run's marks of class <= cc (stable)."""
+        wc = b.add(f.get(wchars), c64(1))
+        f.set(wchars, wc)
+        with b.if_then(b.icmp_signed("<=", wc, c["max_chars"])):
+            wl = f.get(wlen)
+            n = f.get(rn)
+            f.set(jv, n)
+            f.set(offv, wl)
+            with f.while_(lambda: b.and_(b.icmp_signed(">", f.get(jv), c64(0)), b.icmp_unsigned(
+                    ">", b.zext(f.load_at(rcc, b.sub(f.get(jv), c64(1))), I64), cc))):
+                jn = b.sub(f.get(jv), c64(1))
+                f.set(jv, jn)
+                f.set(offv, b.sub(f.get(offv), b.zext(f.load_at(rlb, jn), I64)))
+            j, off = f.get(jv), f.get(offv)
+            with f.for_(0, b.sub(wl, off)) as t:  # bytes [off, wl) move up by nb, from the end
+                src_i = b.sub(b.sub(wl, c64(1)), t)
+                f.store_at(A["wbuf"], b.add(src_i, nb), f.load_at(A["wbuf"], src_i))
+            with f.for_(0, b.sub(n, j)) as t:
+                src_i = b.sub(b.sub(n, c64(1)), t)
+                f.store_at(rcc, b.add(src_i, c64(1)), f.load_at(rcc, src_i))
+                f.store_at(rlb, b.add(src_i, c64(1)), f.load_at(rlb, src_i))
+            with f.for_(0, nb) as t:
+                f.store_at(A["wbuf"], b.add(off, t), f.load_at(src, t))
+            f.store_at(rcc, j, b.trunc(cc, I8))
+            f.store_at(rlb, j, b.trunc(nb, I8))
+            f.set(rn, b.add(n, c64(1)))
+            f.set(wlen, b.add(wl, nb))
+
     def append1(byte):
         wc = b.add(f.get(wchars), c64(1))
         f.set(wchars, wc)
+        f.set(rn, c64(0))
         with b.if_then(b.icmp_signed("<=", wc, c["max_chars"])):
             wl = f.get(wlen)
             f.store_at(A["wbuf"], wl, byte)
             f.set(wlen, b.add(wl, c64(1)))
 
-    def handle(kind, do_append):
-        """kind 0: word char, 1: removed, 2: whitespace, 3: isolated (punctuation, CJK)."""
+    def handle(kind, do_append, do_mark=None):
+        """kind 0: word char, 1: removed, 2: whitespace, 3: isolated (punctuation, CJK), 5: surviving mark,
+        6: removed, ends a run of marks."""
         after = f.fn.append_basic_block("k.after")
         sw = b.switch(kind, after)
         blocks = {}
+        if do_mark is not None:
+            for k, body in ((5, do_mark), (6, lambda: f.set(rn, c64(0)))):
+                blocks[k] = f.fn.append_basic_block(f"k{k}")
+                sw.add_case(ir.Constant(kind.type, k), blocks[k])
+                b.position_at_end(blocks[k])
+                body()
+                b.branch(after)
         for k in (0, 2, 3):
             blocks[k] = f.fn.append_basic_block(f"k{k}")
             sw.add_case(ir.Constant(kind.type, k), blocks[k])
@@ -325,10 +375,10 @@ def build_module(id_bits: int) -> str:
                     e = b.zext(f.load_at(c["stage2"], b.add(b.shl(blk, c64(8)), b.and_(cp, c64(255)))), I64)
                     kind = b.and_(e, c64(7))
                     src = b.gep(data, [pv])
-                    with b.if_else(b.icmp_unsigned("<", kind, c64(4)), likely=True) as (simple, pooled):
+                    with b.if_else(b.icmp_unsigned("!=", kind, c64(4)), likely=True) as (simple, pooled):
                         with simple:
-                            handle(kind, lambda: append(src, n))
-                        with pooled:  # several output characters: [count] then per char [class, nbytes, bytes]
+                            handle(kind, lambda: append(src, n), lambda: append_mark(src, n, b.lshr(e, c64(3))))
+                        with pooled:  # several output characters: [count] then per char [class, nbytes, ccc, bytes]
                             off = b.lshr(e, c64(3))
                             items = b.zext(f.load_at(c["pool"], off), I64)
                             f.set(q, b.add(off, c64(1)))
@@ -336,9 +386,11 @@ def build_module(id_bits: int) -> str:
                                 qv = f.get(q)
                                 cls = b.zext(f.load_at(c["pool"], qv), I64)
                                 nb = b.zext(f.load_at(c["pool"], b.add(qv, c64(1))), I64)
-                                isrc = b.gep(c["pool"], [b.add(qv, c64(2))])
-                                handle(cls, lambda: append(isrc, nb))
-                                f.set(q, b.add(qv, b.add(nb, c64(2))))
+                                cc = b.zext(f.load_at(c["pool"], b.add(qv, c64(2))), I64)
+                                isrc = b.gep(c["pool"], [b.add(qv, c64(3))])
+                                cls = b.select(b.icmp_unsigned(">", cc, c64(0)), c64(5), cls)
+                                handle(cls, lambda: append(isrc, nb), lambda: append_mark(isrc, nb, cc))
+                                f.set(q, b.add(qv, b.add(nb, c64(3))))
                     f.set(pos, b.add(pv, n))
     flush()
     b.ret(f.get(cnt))

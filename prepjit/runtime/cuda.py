@@ -197,9 +197,9 @@ def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
     args = [f"a{k}" for k in range(len(prog.inputs))] + ["_rng=(0, 0)"]
     lines = [f"def plan({', '.join(args)}):",
              "    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)"]
-    emit_sizes(prog, arg_names, spec_text, env, lines,
-               input_prep="if type({a}) is not _Dev: {a} = _np.ascontiguousarray({a})",
-               host_wrap="_np.ascontiguousarray({})")
+    py = emit_sizes(prog, arg_names, spec_text, env, lines,
+                    input_prep="if type({a}) is not _Dev: {a} = _np.ascontiguousarray({a})",
+                    host_wrap="_np.ascontiguousarray({})")
     arrays, sized = [], []
     for b in prog.buffers.values():
         if b.kind == "input":
@@ -211,10 +211,10 @@ def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
             arrays.append(f"{b.name!r}: {b.name}")
         elif b.kind == "table":  # cached by size here too: equal tables are one staged array per batch
             env[f"_mk_{b.name}"] = lru_cache(maxsize=1024)(b.maker)
-            arrays.append(f"{b.name!r}: _mk_{b.name}({', '.join(D.to_py(x) for x in b.maker_args)})")
+            arrays.append(f"{b.name!r}: _mk_{b.name}({', '.join(py(x) for x in b.maker_args)})")
         else:
             env[f"_dt_{b.name}"] = b.dtype
-            shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
+            shape = "(" + "".join(f"{py(d)}, " for d in b.shape) + ")"
             sized.append(f"{b.name!r}: ({shape}, _dt_{b.name})")
     params = ", ".join(prog.params)
     arrays_text, sized_text = ", ".join(arrays), ", ".join(sized)

@@ -252,7 +252,7 @@ def run(jit_fn, samples: list, threads: int = 4, order: str = "descending", sani
     from prepjit.runtime.executable import spec_text
 
     samples = [tuple(s) if isinstance(s, (tuple, list)) else (s,) for s in samples]
-    c = jit_fn._compiled_for(samples[0])
+    c = jit_fn._compiled_for(samples[0], "cuda")
     prog = c.program
     src = render_program(prog.kernels, prog.slots(), prog.name, block_threads=threads)
     planner = build_planner(prog, jit_fn.arg_names, [spec_text(t) for t in prog.inputs])

@@ -5,7 +5,7 @@ allocates the outputs, fills the int64 argument array (pointers, then sizes/stri
 call with the GIL released. It is generated as Python source and compiled once, so a call costs a few
 microseconds of Python.
 
-The prologue is also stored in the disk cache next to the object code (:func:`plan_bytes`: its source, the
+The prologue is also stored in the disk cache next to the object code (:func:`plan_meta`: its source, the
 values it refers to — messages, constants, dtypes, host and table functions by reference — and its slot count),
 so a warm process builds it from there (:meth:`Executable.from_plan`) without running the passes and lowering.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import pickle
+import struct
 import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -56,19 +57,14 @@ def _aligned_copy(a):
 _thread_temps = threading.local()
 
 
-def _temp(name: str, shape: tuple, dtype) -> int:
-    """Address of a scratch buffer for the current thread, reused across calls (grown when a call needs more).
-    Kernels see only the address: the buffer outlives the call, since this thread keeps it."""
-    cache = getattr(_thread_temps, "arrays", None)
-    if cache is None:
-        cache = _thread_temps.arrays = {}
-    nbytes = np.dtype(dtype).itemsize
-    for d in shape:
-        nbytes *= d
-    entry = cache.get(name)  # shared by every program's buffer of this name: sized in bytes, 64-byte aligned
+def _temp(nbytes: int) -> int:
+    """Address of this thread's scratch arena (64-byte aligned, at least ``nbytes``), reused across calls and
+    grown when a call needs more. Kernels see only addresses: the arena outlives the call, this thread keeps it.
+    (Fresh allocations of large arrays page-fault on every call, and faults serialize threads.)"""
+    entry = getattr(_thread_temps, "arena", None)
     if entry is None or entry[1] < nbytes:
         buf = np.empty(max(nbytes, 1) + 64, np.uint8)
-        entry = cache[name] = (buf, nbytes, buf.ctypes.data + (-buf.ctypes.data) % 64)
+        entry = _thread_temps.arena = (buf, nbytes, buf.ctypes.data + (-buf.ctypes.data) % 64)
     return entry[2]
 
 
@@ -80,10 +76,12 @@ def _table(maker, *args) -> tuple:
 
 
 def emit_sizes(prog: Program, arg_names, spec_text, env: dict, lines: list, input_prep: str,
-               host_wrap: str = "{}") -> None:
+               host_wrap: str = "{}") -> D.PyNames:
     """Prologue lines shared by the CPU call and the CUDA planner: unpack input shapes (static dims are part of
     the specialization and are checked), run host ops (decoding: their sizes are new symbols), check every size
-    constraint, compute the size parameters. ``input_prep``/``host_wrap`` adapt inputs and host results."""
+    constraint, compute the size parameters. ``input_prep``/``host_wrap`` adapt inputs and host results.
+    Returns the renderer of further sizes (it reuses the parameters and size-rule results computed here)."""
+    py = D.PyNames(lines)
     for k, t in enumerate(prog.inputs):
         if not isinstance(t, TensorType):  # encoded bytes: read only by host ops below
             continue
@@ -111,7 +109,7 @@ def emit_sizes(prog: Program, arg_names, spec_text, env: dict, lines: list, inpu
             dims = [d.args[0] if not isinstance(d, int) else "_" for d in b.shape]
             lines.append(f"    {', '.join(dims)}{',' if len(dims) == 1 else ''} = {b.name}.shape")
     for i, c in enumerate(prog.constraints):
-        args = [D.to_py(x) for x in c.args]
+        args = [py(x) for x in c.args]
         env[f"_msg{i}"] = (f"{c.loc.file}:{c.loc.line}: " if c.loc.line else "") + c.message
         cond = _CHECKS[c.kind].format(*args)
         lines.append(f"    if not ({cond}): raise {c.error}(_msg{i}.format({', '.join(args)}))")
@@ -121,7 +119,9 @@ def emit_sizes(prog: Program, arg_names, spec_text, env: dict, lines: list, inpu
             b = prog.buffers[buf]
             lines.append(f"    {name} = a{b.arg}.strides[{j}] // {b.dtype.itemsize}")
         elif not (isinstance(d, D.Dim) and d.op == "sym"):
-            lines.append(f"    {name} = {D.to_py(d)}")
+            lines.append(f"    {name} = {py(d)}")
+            py.bind(d, name)
+    return py
 
 
 class Executable:
@@ -193,7 +193,7 @@ def _link(plan: dict, native):
     env.update(plan["env"])
     env.update({"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
                 "_native": native.cfunc if native else None, "_keep": native,  # the code lives as long as run
-                "_Args": ctypes.c_int64 * max(1, plan["nslots"]), "_aligned_copy": _aligned_copy})
+                "_pack": struct.Struct(f"{max(1, plan['nslots'])}q").pack, "_aligned_copy": _aligned_copy})
     for name in plan["consts"]:  # addresses of constants are per process
         env[f"_{name}_ptr"] = env[f"_{name}"].ctypes.data
     code = compile(plan["source"], f"<prepjit prologue {plan['name']}>", "exec")
@@ -204,38 +204,38 @@ def _link(plan: dict, native):
 
 
 def _generate(prog: "Program", arg_names, spec_text) -> dict:
-    """The prologue of ``prog``: {"source", "env" (the values it refers to), "nslots", "name"}."""
+    """The prologue of ``prog``: {"source", "env" (the values it refers to), "nslots", "name", "consts"}."""
     lines: list[str] = []
     env: dict = {}
-    consts = []
+    consts, nslots = [], 0
     inputs = [b for b in prog.buffers.values() if b.kind == "input"]
     params = [f"a{k}" for k in range(len(prog.inputs))]
     lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
     lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
-    emit_sizes(prog, arg_names, spec_text, env, lines,
-               input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
+    py = emit_sizes(prog, arg_names, spec_text, env, lines,
+                    input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
     first_leaf: dict = {}
     for k, (kind, ref) in enumerate(prog.outputs):
         if kind == "buf" and prog.buffers[ref].kind == "output":
             first_leaf.setdefault(ref, k)
-    ptrs = []
+    ptrs, temps = [], []
     for b in prog.buffers.values():
         if b.kind == "input":
             ptrs.append(f"a{b.arg}.ctypes.data")
         elif b.kind == "const":
             env[f"_{b.name}"] = b.value
-            consts.append(b.name)
+            consts.append(b.name)  # its address: set by _link
             ptrs.append(f"_{b.name}_ptr")
         elif b.kind == "host":
             ptrs.append(f"{b.name}.ctypes.data")
         elif b.kind == "table":  # built (and cached) by a Python function of the sizes
             env[f"_mk_{b.name}"] = b.maker
-            args = "".join(f", {D.to_py(x)}" for x in b.maker_args)
+            args = "".join(f", {py(x)}" for x in b.maker_args)
             lines.append(f"    {b.name}, {b.name}_ptr = _table(_mk_{b.name}{args})")
             ptrs.append(f"{b.name}_ptr")
         else:
             env[f"_dt_{b.name}"] = b.dtype
-            shape = "(" + "".join(f"{D.to_py(d)}, " for d in b.shape) + ")"
+            shape = "(" + "".join(f"{py(d)}, " for d in b.shape) + ")"
             if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
                 k = first_leaf[b.name]
                 env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
@@ -246,16 +246,26 @@ def _generate(prog: "Program", arg_names, spec_text) -> dict:
                 lines.append(f"        if {b.name}.shape != _shp or {b.name}.dtype != _dt_{b.name} or not "
                              f"{b.name}.flags.c_contiguous: raise ValueError(_outmsg{k}.format(_shp, "
                              f"({b.name}.dtype, {b.name}.shape)))")
-            else:
-                # temporaries live only during the native call: reuse this thread's buffer (fresh
-                # allocations of large arrays page-fault on every call, and faults serialize threads)
-                lines.append(f"    {b.name}_ptr = _temp({b.name!r}, {shape}, _dt_{b.name})")
+            else:  # temporaries live only during the native call: slices of this thread's arena
+                if all(isinstance(d, int) for d in b.shape):
+                    size = str(-(-int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize // 64) * 64)
+                else:
+                    size = "-(-(" + " * ".join([str(b.dtype.itemsize)] + [py(d) for d in b.shape]) + ") // 64) * 64"
+                temps.append((b.name, size))
                 ptrs.append(f"{b.name}_ptr")
                 continue
             ptrs.append(f"{b.name}.ctypes.data")
-    if prog.kernels:
+    if temps:
+        fixed = sum(int(size) for _, size in temps if size.isdigit())
+        lines.append(f"    _at = _temp({' + '.join([str(fixed)] + [size for _, size in temps if not size.isdigit()])})")
+        for k, (name, size) in enumerate(temps):
+            lines.append(f"    {name}_ptr = _at")
+            if k + 1 < len(temps):
+                lines.append(f"    _at += {size}")
+    if prog.kernels:  # the argument array: int64 slots packed into a bytes object (ctypes passes its address)
         slot_values = ptrs + list(prog.params)
-        lines.append(f"    _native(_Args({', '.join(slot_values)}))")
+        nslots = len(slot_values)  # _link makes _pack
+        lines.append(f"    _native(_pack({', '.join(slot_values)}))")
     outs = []
     for kind, ref in prog.outputs:
         if kind == "arg":
@@ -282,7 +292,7 @@ def _generate(prog: "Program", arg_names, spec_text) -> dict:
     source = "\n".join(lines) + "\n"
     # the named size rules it calls, so a warm process unpickling the plan imports the modules defining them
     env.update({name: fn for name, fn in D.CALLS.items() if f"{name}(" in source})
-    return {"source": source, "env": env, "nslots": len(prog.slots()), "name": prog.name, "consts": consts}
+    return {"source": source, "env": env, "nslots": nslots, "name": prog.name, "consts": consts}
 
 
 def spec_text(t) -> str:

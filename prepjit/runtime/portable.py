@@ -207,6 +207,7 @@ class IRFunction(JitFunction):
         self._warned = False
         self._execs = {}
         self._compiled = {}
+        self._compiled_elsewhere = {}
         self._last = None
         self._lock = threading.RLock()
         self.stats = {"compiles": 0, "disk_hits": 0, "specializations": 0, "compile_seconds": 0.0}
@@ -229,16 +230,18 @@ class IRFunction(JitFunction):
                             f"cannot trace new ones")
         return super()._specialize_locked(arrays, key)
 
-    def _build(self, specs):
+    def _build(self, specs, target=None):
         from prepjit.compiler.driver import build_traced
         from prepjit.ir.parser import parse_function
 
-        c = self._compiled.get(specs)
+        target = target or self.target
+        cache = self._compiled if target == self.target else self._compiled_elsewhere.setdefault(target, {})
+        c = cache.get(specs)
         if c is None:
             text = self._ir[tuple(spec_to_text(s) for s in _entry_for(specs))]
-            c = build_traced(parse_function(text), self.target)
-            self._compiled[specs] = c
-        self._last = c
+            c = cache[specs] = build_traced(parse_function(text), target)
+        if target == self.target:
+            self._last = c
         return c
 
     def _bundled_object(self, c):
