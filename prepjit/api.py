@@ -431,26 +431,30 @@ class JitFunction:
         return c
 
     def _executable(self, specs):
-        from prepjit.compiler.driver import compile_native
-        from prepjit.runtime import native
-        from prepjit.runtime.executable import Executable, spec_text
-
+        """The Executable for ``specs``. Warm path (cache hit): trace, key, read the entry (object code, and the call
+        prologue in its metadata), map the object: no passes, no lowering, no LLVM. Cold path: lower, compile,
+        store both in one entry."""
         if self.target == "cuda":
             from prepjit.runtime import cuda
 
             with self._lock:
                 return cuda.executable(self, specs)
+        from prepjit.runtime import executable as X
+        from prepjit.runtime import native
+
         with self._lock:
             c = self._build(specs)
+            texts = [X.spec_text(t) for t in c.input_types]
             obj = self._bundled_object(c)
-            store = None
-            if obj is None and self.cache:
+            store = entry = None
+            if self.cache:
                 from prepjit.runtime.cache import get_cache
 
                 store = get_cache()
-                entry = store.load(c.key)
-                if entry is not None:
-                    obj = entry.payload
+                if obj is None:
+                    entry = store.load(c.key)
+                    obj = entry.payload if entry is not None else None
+            bad = None
             if obj is not None:
                 try:
                     nat = native.load_object(obj, "prepjit_entry")
@@ -459,28 +463,56 @@ class JitFunction:
                 except Exception as e:  # a cached object that does not link: recompile, never crash
                     warnings.warn(f"prepjit: cached code for {self.name} could not be loaded ({e}); recompiling",
                                   stacklevel=3)
-                    obj = None
+                    bad, obj, entry = obj, None, None
             if obj is None:
                 lock = store.lock(c.key) if store is not None else contextlib.nullcontext()
-                with lock:
+                with lock:  # stored before the lock is released: concurrent processes compile each key once
                     entry = store.load(c.key) if store is not None else None
-                    if entry is not None:
-                        obj = entry.payload
-                        self.stats["disk_hits"] += 1
-                    else:
+                    if entry is not None and entry.payload == bad:
+                        entry = None  # compile again and overwrite it
+                    if entry is None:
+                        from prepjit.compiler.driver import compile_native
+
                         obj = compile_native(c)
                         self.stats["compiles"] += 1
                         self.stats["compile_seconds"] += c.compile_seconds
+                        self.stats["specializations"] += 1
+                        exe = X.Executable(c, native.load_object(obj, "prepjit_entry"), self.arg_names, texts)
                         if store is not None:
                             from prepjit.runtime.portable import host_meta
 
-                            store.store(c.key, obj, {"function": f"{self.__module__}.{self.__qualname__}",
-                                                     "target": self.target,
-                                                     "specialization": [spec_text(t) for t in c.program.inputs],
-                                                     **host_meta()})
+                            self._store(store, c, obj, {"function": f"{self.__module__}.{self.__qualname__}",
+                                                        "target": self.target, "specialization": texts,
+                                                        **host_meta()}, exe.plan, texts)
+                        return exe
+                    obj = entry.payload
+                    self.stats["disk_hits"] += 1
                 nat = native.load_object(obj, "prepjit_entry")
             self.stats["specializations"] += 1
-            return Executable(c.program, nat, self.arg_names, [spec_text(t) for t in c.program.inputs])
+            plan = X.plan_from_meta(entry.meta, self._plan_id(c, texts)) if entry is not None else None
+            if plan is not None:
+                return X.Executable.from_plan(c, nat, plan)
+            exe = X.Executable(c, nat, self.arg_names, texts)
+            if entry is not None:  # an entry without this specialization's prologue (another function's, older)
+                self._store(store, c, obj, dict(entry.meta), exe.plan, texts)
+            return exe
+
+    def _plan_id(self, c, texts) -> str:
+        from prepjit.runtime import executable as X
+
+        # the prologue embeds argument names and source locations (messages), which the cache key leaves out
+        return X.plan_id(c.key, c.traced_text, self.arg_names, texts)
+
+    def _store(self, store, c, obj, meta, plan, texts) -> None:
+        """Store the object code with the call prologue in its metadata (when it pickles)."""
+        from prepjit.runtime import executable as X
+
+        pm = X.plan_meta(plan, self._plan_id(c, texts))
+        if pm is not None:
+            meta["prologue"] = pm
+        elif "prologue" in meta:
+            return  # nothing better to write
+        store.store(c.key, obj, meta)
 
     def compile(self, *specs, arch=None):
         """Compile ahead of time for the given TensorSpecs (or every declared ``signature=`` entry).

@@ -713,3 +713,43 @@ def test_lock_is_exclusive_across_threads(tmp_path):
     for t in threads:
         t.join(timeout=60)
     assert counter == {"value": 120, "inside": 0, "overlap": False}
+
+
+def test_host_and_compiler_memos(tmp_path, monkeypatch):
+    """native.host_cpu() and driver.compiler_hash() are memoized under v1/host/ (a warm process needs neither
+    LLVM nor reading prepjit's sources for its cache key); clear() removes the memos."""
+    from prepjit.compiler import driver
+    from prepjit.runtime import native
+
+    monkeypatch.setenv("PREPJIT_CACHE_DIR", str(tmp_path))
+    real = native._host_info()
+    fp = native._host_fingerprint()
+    if fp is None:
+        pytest.skip("no /proc/cpuinfo: host_cpu() asks LLVM every time")
+    try:
+        native._host_info.cache_clear()
+        assert native._host_info() == real  # computed by LLVM, then written
+        memo = tmp_path / "v1" / "host" / f"llvm-host-{fp}.json"
+        assert json.loads(memo.read_text()) == list(real)
+        memo.write_text(json.dumps(["t", "memo-cpu", "+f", "llvm x"]))
+        native._host_info.cache_clear()
+        assert native.host_cpu() == ("t", "memo-cpu", "+f") and native.llvm_version() == "llvm x"  # read, not asked
+        memo.write_text("{not json")
+        native._host_info.cache_clear()
+        assert native._host_info() == real  # an unreadable memo is recomputed and rewritten
+        assert json.loads(memo.read_text()) == list(real)
+
+        h = driver.compiler_hash.__wrapped__()
+        assert any(p.name.startswith("compiler-") for p in memo.parent.iterdir())
+        assert driver.compiler_hash.__wrapped__() == h  # from the memo
+        root = pathlib.Path(driver.__file__).resolve().parent.parent
+        direct = hashlib.sha256()
+        for p in driver._source_files(str(root)):
+            direct.update(os.path.relpath(p, root).replace(os.sep, "/").encode())
+            direct.update(pathlib.Path(p).read_bytes())
+        assert h == direct.hexdigest()[:16]
+
+        CompileCache(tmp_path).clear()
+        assert list(memo.parent.iterdir()) == []
+    finally:
+        native._host_info.cache_clear()

@@ -34,13 +34,11 @@ keys, non-bytes payloads, non-JSON metadata, negative sizes) raise.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 import pathlib
 import re
-import secrets
 import struct
 import sys
 import threading
@@ -66,6 +64,12 @@ VERSION_DIR = f"v{FORMAT_VERSION}"
 ENTRY_SUFFIX = ".pjc"
 LOCK_SUFFIX = ".lock"
 TMP_SUFFIX = ".tmp"
+
+def _sha256(data: bytes):
+    from prepjit.runtime.native import sha256  # hashlib's sha256 without loading OpenSSL (warm start)
+
+    return sha256(data)
+
 
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header length
 _DIGEST_SIZE = 32  # sha256
@@ -129,12 +133,12 @@ def _encode_entry(key: str, payload: bytes, meta: dict, created: float) -> bytes
         "key": key,
         "created": created,
         "payload_size": len(payload),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_sha256": _sha256(payload).hexdigest(),
         "meta": meta,
     }
     header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header_bytes))
-    digest = hashlib.sha256(prefix + header_bytes).digest()
+    digest = _sha256(prefix + header_bytes).digest()
     return b"".join((prefix, header_bytes, digest, payload))
 
 
@@ -159,7 +163,7 @@ def _decode_header(data: bytes, header_len: int, key: str | None) -> dict:
     end = _PREFIX.size + header_len
     if len(data) < end + _DIGEST_SIZE:
         raise _Corrupt("truncated header")
-    if hashlib.sha256(data[:end]).digest() != data[end : end + _DIGEST_SIZE]:
+    if _sha256(data[:end]).digest() != data[end : end + _DIGEST_SIZE]:
         raise _Corrupt("header checksum mismatch")
     try:
         header = json.loads(data[_PREFIX.size : end].decode("utf-8"))
@@ -191,7 +195,7 @@ def _decode_entry(data: bytes, key: str) -> tuple[CacheEntry, dict]:
         kind = "truncated" if len(data) < expected else "trailing data in"
         raise _Corrupt(f"{kind} payload ({len(data)} bytes, expected {expected})")
     payload = data[start:]
-    if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+    if _sha256(payload).hexdigest() != header["payload_sha256"]:
         raise _Corrupt("payload checksum mismatch")
     return CacheEntry(payload=payload, meta=header["meta"]), header
 
@@ -268,7 +272,7 @@ class CompileCache:
             self._fall_back(f"cannot create cache directory {self._root}: {exc}")
             return
         # Probe writability: mkdir(exist_ok=True) succeeds on read-only dirs.
-        probe = self._root / f".probe.{os.getpid()}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+        probe = self._root / f".probe.{os.getpid()}.{os.urandom(6).hex()}{TMP_SUFFIX}"
         try:
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
@@ -387,7 +391,7 @@ class CompileCache:
         final = self._entry_path(key)
         last_err: OSError | None = None
         for _attempt in range(3):
-            tmp = shard / f".{key}.{os.getpid()}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+            tmp = shard / f".{key}.{os.getpid()}.{os.urandom(6).hex()}{TMP_SUFFIX}"
             try:
                 shard.mkdir(parents=True, exist_ok=True)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
@@ -599,6 +603,13 @@ class CompileCache:
             _unlink_quietly(tmp)
         for lock_file in self._iter_files(LOCK_SUFFIX):
             self._remove_lock_file(lock_file)
+        try:  # memos of the host's LLVM identity and the compiler hash (prepjit.runtime.native): rebuilt on demand
+            memos = list(os.scandir(self._root / "host"))
+        except OSError:
+            memos = []
+        for m in memos:
+            if m.name.endswith(".json"):
+                _unlink_quietly(m.path)
         return removed
 
     @staticmethod

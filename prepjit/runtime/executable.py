@@ -4,19 +4,30 @@ The prologue reads sizes and strides, checks every size constraint (raising befo
 allocates the outputs, fills the int64 argument array (pointers, then sizes/strides) and makes one native
 call with the GIL released. It is generated as Python source and compiled once, so a call costs a few
 microseconds of Python.
+
+The prologue is also stored in the disk cache next to the object code (:func:`plan_meta`: its source, the
+values it refers to — messages, constants, dtypes, host and table functions by reference — and its slot count),
+so a warm process builds it from there (:meth:`Executable.from_plan`) without running the passes and lowering.
 """
 from __future__ import annotations
 
 import ctypes
+import pickle
 import struct
 import threading
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prepjit.ir import dims as D
 from prepjit.ir.types import TensorType
-from prepjit.lowering.lower import Program
+
+if TYPE_CHECKING:
+    from prepjit.lowering.lower import Program
+
+PLAN_VERSION = 1
+MAX_PLAN_BYTES = 8 << 20
 
 _CHECKS = {
     "bcast": "({0} == {1} or {0} == 1 or {1} == 1)",
@@ -37,6 +48,10 @@ def _fmod(a, b):
 
 def _ifone(c, a, b):
     return a if c == 1 else b
+
+
+def _aligned_copy(a):
+    return a.copy()
 
 
 _thread_temps = threading.local()
@@ -110,107 +125,174 @@ def emit_sizes(prog: Program, arg_names, spec_text, env: dict, lines: list, inpu
 
 
 class Executable:
-    """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure."""
+    """One compiled specialization: ``run(*arrays)`` → outputs in the traced function's structure.
 
-    def __init__(self, program: Program, native, arg_names: list[str], spec_text: list[str]):
-        self.program = program
+    ``compiled``: the driver's ``Compiled`` (its ``program`` is lowered on first access when this executable
+    came from a cached plan)."""
+
+    def __init__(self, compiled, native, arg_names: list[str], spec_text: list[str]):
+        self.compiled = compiled
         self.native = native
-        self.run = self._build(program, native, arg_names, spec_text)
+        self.plan = _generate(compiled.program, arg_names, spec_text)
+        self.run = _link(self.plan, native)
 
-    @staticmethod
-    def _build(prog: Program, native, arg_names, spec_text):
-        lines: list[str] = []
-        env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
-                     "_native": native.cfunc if native else None,
-                     "_aligned_copy": lambda a: a.copy()}
-        inputs = [b for b in prog.buffers.values() if b.kind == "input"]
-        params = [f"a{k}" for k in range(len(prog.inputs))]
-        env.update(D.CALLS)  # named size rules used by dim expressions
-        lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
-        lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
-        py = emit_sizes(prog, arg_names, spec_text, env, lines,
-                        input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
-        first_leaf: dict = {}
-        for k, (kind, ref) in enumerate(prog.outputs):
-            if kind == "buf" and prog.buffers[ref].kind == "output":
-                first_leaf.setdefault(ref, k)
-        ptrs, temps = [], []
-        for b in prog.buffers.values():
-            if b.kind == "input":
-                ptrs.append(f"a{b.arg}.ctypes.data")
-            elif b.kind == "const":
-                env[f"_{b.name}"] = b.value
-                env[f"_{b.name}_ptr"] = b.value.ctypes.data
-                ptrs.append(f"_{b.name}_ptr")
-            elif b.kind == "host":
-                ptrs.append(f"{b.name}.ctypes.data")
-            elif b.kind == "table":  # built (and cached) by a Python function of the sizes
-                env[f"_mk_{b.name}"] = b.maker
-                args = "".join(f", {py(x)}" for x in b.maker_args)
-                lines.append(f"    {b.name}, {b.name}_ptr = _table(_mk_{b.name}{args})")
-                ptrs.append(f"{b.name}_ptr")
-            else:
-                env[f"_dt_{b.name}"] = b.dtype
-                shape = "(" + "".join(f"{py(d)}, " for d in b.shape) + ")"
-                if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
-                    k = first_leaf[b.name]
-                    env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
-                    lines.append(f"    _shp = {shape}")
-                    lines.append(f"    if _out is None: {b.name} = _np.empty(_shp, _dt_{b.name})")
-                    lines.append("    else:")
-                    lines.append(f"        {b.name} = _out[{k}]")
-                    lines.append(f"        if {b.name}.shape != _shp or {b.name}.dtype != _dt_{b.name} or not "
-                                 f"{b.name}.flags.c_contiguous: raise ValueError(_outmsg{k}.format(_shp, "
-                                 f"({b.name}.dtype, {b.name}.shape)))")
-                else:  # temporaries live only during the native call: slices of this thread's arena
-                    if all(isinstance(d, int) for d in b.shape):
-                        size = str(-(-int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize // 64) * 64)
-                    else:
-                        size = "-(-(" + " * ".join([str(b.dtype.itemsize)] + [py(d) for d in b.shape]) + ") // 64) * 64"
-                    temps.append((b.name, size))
-                    ptrs.append(f"{b.name}_ptr")
-                    continue
-                ptrs.append(f"{b.name}.ctypes.data")
-        if temps:
-            fixed = sum(int(size) for _, size in temps if size.isdigit())
-            lines.append(f"    _at = _temp({' + '.join([str(fixed)] + [size for _, size in temps if not size.isdigit()])})")
-            for k, (name, size) in enumerate(temps):
-                lines.append(f"    {name}_ptr = _at")
-                if k + 1 < len(temps):
-                    lines.append(f"    _at += {size}")
-        if prog.kernels:  # the argument array: int64 slots packed into a bytes object (ctypes passes its address)
-            slot_values = ptrs + list(prog.params)
-            env["_pack"] = struct.Struct(f"{max(1, len(slot_values))}q").pack
-            lines.append(f"    _native(_pack({', '.join(slot_values)}))")
-        outs = []
-        for kind, ref in prog.outputs:
-            if kind == "arg":
-                outs.append(f"a{ref}")
-            elif prog.buffers[ref].kind == "const":
-                outs.append(f"_{ref}.copy()")
-            else:
-                outs.append(ref)
-        copies = [(k, o) for k, o in enumerate(outs) if first_leaf.get(prog.outputs[k][1]) != k
-                  or prog.outputs[k][0] != "buf"]
-        lines.append("    if _out is not None:")
-        for k, o in copies:
-            lines.append(f"        _out[{k}][...] = {o}")
-        lines.append("        return None")
-        tree = prog.tree
-        if tree == "single":
-            lines.append(f"    return {outs[0]}")
-        elif tree == "tuple":
-            lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
-        elif tree == "list":
-            lines.append(f"    return [{', '.join(outs)}]")
+    @classmethod
+    def from_plan(cls, compiled, native, plan: dict) -> "Executable":
+        self = cls.__new__(cls)
+        self.compiled, self.native, self.plan = compiled, native, plan
+        self.run = _link(plan, native)
+        return self
+
+    @property
+    def program(self) -> "Program":
+        return self.compiled.program
+
+
+def plan_id(key: str, traced_text: str, arg_names, spec_texts) -> str:
+    """What a prologue depends on beyond the cache key: argument names and the traced text with locations."""
+    from prepjit.runtime.native import sha256
+
+    return sha256("\x00".join(["prologue", str(PLAN_VERSION), key, traced_text, *arg_names, *spec_texts])
+                  .encode()).hexdigest()
+
+
+def plan_meta(plan: dict, pid: str) -> dict | None:
+    """The plan as JSON-able cache metadata; None when something in it cannot be pickled by reference."""
+    import binascii
+
+    try:
+        data = pickle.dumps(plan, protocol=4)
+    except Exception:  # noqa: BLE001 - e.g. a local function as a table maker: just no cached prologue
+        return None
+    if len(data) > MAX_PLAN_BYTES:  # large captured constants: keep entry headers small; lower when warm instead
+        return None
+    return {"id": pid, "pickle": binascii.b2a_base64(data, newline=False).decode("ascii")}
+
+
+def plan_from_meta(meta: dict, pid: str) -> dict | None:
+    """The plan stored by :func:`plan_meta` in a cache entry, if it is this specialization's; None otherwise, or
+    when it refers to something that no longer exists. (The entry is checksummed and written by prepjit, like the
+    object code next to it, which is trusted the same way.)"""
+    import binascii
+
+    rec = meta.get("prologue")
+    if not isinstance(rec, dict) or rec.get("id") != pid or not isinstance(rec.get("pickle"), str):
+        return None
+    try:
+        plan = pickle.loads(binascii.a2b_base64(rec["pickle"]))  # noqa: S301 - prepjit's own checksummed cache
+    except Exception:  # noqa: BLE001
+        return None
+    if not isinstance(plan, dict) or not {"source", "env", "nslots", "name", "consts"} <= set(plan):
+        return None
+    return plan
+
+
+def _link(plan: dict, native):
+    """Compile the prologue source against its values, this process's helpers and the native entry point."""
+    env = dict(D.CALLS)  # named size rules used by dim expressions (the plan carries the ones it calls)
+    env.update(plan["env"])
+    env.update({"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
+                "_native": native.cfunc if native else None, "_keep": native,  # the code lives as long as run
+                "_pack": struct.Struct(f"{max(1, plan['nslots'])}q").pack, "_aligned_copy": _aligned_copy})
+    for name in plan["consts"]:  # addresses of constants are per process
+        env[f"_{name}_ptr"] = env[f"_{name}"].ctypes.data
+    code = compile(plan["source"], f"<prepjit prologue {plan['name']}>", "exec")
+    exec(code, env)  # noqa: S102 - source generated by _generate from the program
+    run = env["run"]
+    run.__prepjit_source__ = plan["source"]
+    return run
+
+
+def _generate(prog: "Program", arg_names, spec_text) -> dict:
+    """The prologue of ``prog``: {"source", "env" (the values it refers to), "nslots", "name", "consts"}."""
+    lines: list[str] = []
+    env: dict = {}
+    consts, nslots = [], 0
+    inputs = [b for b in prog.buffers.values() if b.kind == "input"]
+    params = [f"a{k}" for k in range(len(prog.inputs))]
+    lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
+    lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
+    py = emit_sizes(prog, arg_names, spec_text, env, lines,
+                    input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
+    first_leaf: dict = {}
+    for k, (kind, ref) in enumerate(prog.outputs):
+        if kind == "buf" and prog.buffers[ref].kind == "output":
+            first_leaf.setdefault(ref, k)
+    ptrs, temps = [], []
+    for b in prog.buffers.values():
+        if b.kind == "input":
+            ptrs.append(f"a{b.arg}.ctypes.data")
+        elif b.kind == "const":
+            env[f"_{b.name}"] = b.value
+            consts.append(b.name)  # its address: set by _link
+            ptrs.append(f"_{b.name}_ptr")
+        elif b.kind == "host":
+            ptrs.append(f"{b.name}.ctypes.data")
+        elif b.kind == "table":  # built (and cached) by a Python function of the sizes
+            env[f"_mk_{b.name}"] = b.maker
+            args = "".join(f", {py(x)}" for x in b.maker_args)
+            lines.append(f"    {b.name}, {b.name}_ptr = _table(_mk_{b.name}{args})")
+            ptrs.append(f"{b.name}_ptr")
         else:
-            lines.append("    return {" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}")
-        source = "\n".join(lines) + "\n"
-        code = compile(source, f"<prepjit prologue {prog.name}>", "exec")
-        exec(code, env)  # noqa: S102 - source generated above from the program
-        run = env["run"]
-        run.__prepjit_source__ = source
-        return run
+            env[f"_dt_{b.name}"] = b.dtype
+            shape = "(" + "".join(f"{py(d)}, " for d in b.shape) + ")"
+            if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
+                k = first_leaf[b.name]
+                env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
+                lines.append(f"    _shp = {shape}")
+                lines.append(f"    if _out is None: {b.name} = _np.empty(_shp, _dt_{b.name})")
+                lines.append("    else:")
+                lines.append(f"        {b.name} = _out[{k}]")
+                lines.append(f"        if {b.name}.shape != _shp or {b.name}.dtype != _dt_{b.name} or not "
+                             f"{b.name}.flags.c_contiguous: raise ValueError(_outmsg{k}.format(_shp, "
+                             f"({b.name}.dtype, {b.name}.shape)))")
+            else:  # temporaries live only during the native call: slices of this thread's arena
+                if all(isinstance(d, int) for d in b.shape):
+                    size = str(-(-int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize // 64) * 64)
+                else:
+                    size = "-(-(" + " * ".join([str(b.dtype.itemsize)] + [py(d) for d in b.shape]) + ") // 64) * 64"
+                temps.append((b.name, size))
+                ptrs.append(f"{b.name}_ptr")
+                continue
+            ptrs.append(f"{b.name}.ctypes.data")
+    if temps:
+        fixed = sum(int(size) for _, size in temps if size.isdigit())
+        lines.append(f"    _at = _temp({' + '.join([str(fixed)] + [size for _, size in temps if not size.isdigit()])})")
+        for k, (name, size) in enumerate(temps):
+            lines.append(f"    {name}_ptr = _at")
+            if k + 1 < len(temps):
+                lines.append(f"    _at += {size}")
+    if prog.kernels:  # the argument array: int64 slots packed into a bytes object (ctypes passes its address)
+        slot_values = ptrs + list(prog.params)
+        nslots = len(slot_values)  # _link makes _pack
+        lines.append(f"    _native(_pack({', '.join(slot_values)}))")
+    outs = []
+    for kind, ref in prog.outputs:
+        if kind == "arg":
+            outs.append(f"a{ref}")
+        elif prog.buffers[ref].kind == "const":
+            outs.append(f"_{ref}.copy()")
+        else:
+            outs.append(ref)
+    copies = [(k, o) for k, o in enumerate(outs) if first_leaf.get(prog.outputs[k][1]) != k
+              or prog.outputs[k][0] != "buf"]
+    lines.append("    if _out is not None:")
+    for k, o in copies:
+        lines.append(f"        _out[{k}][...] = {o}")
+    lines.append("        return None")
+    tree = prog.tree
+    if tree == "single":
+        lines.append(f"    return {outs[0]}")
+    elif tree == "tuple":
+        lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+    elif tree == "list":
+        lines.append(f"    return [{', '.join(outs)}]")
+    else:
+        lines.append("    return {" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}")
+    source = "\n".join(lines) + "\n"
+    # the named size rules it calls, so a warm process unpickling the plan imports the modules defining them
+    env.update({name: fn for name, fn in D.CALLS.items() if f"{name}(" in source})
+    return {"source": source, "env": env, "nslots": nslots, "name": prog.name, "consts": consts}
 
 
 def spec_text(t) -> str:
