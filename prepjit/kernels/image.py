@@ -398,8 +398,8 @@ def _tiles(ctx, length, lane, n, store_at) -> tuple:
     whole = D.floordiv(length, TILE)
     tiles = For(blk.name, ctx.dim(whole), (tile_transpose(lane.name, qq.name, store_at(iadd(imul(blk, idx(TILE)), qq))),))
     done = ctx.dim(D.mul(whole, TILE))
-    rest = For(lane.name, idx(TILE), (For(q.name, ctx.dim(D.mod(length, TILE)),
-                                          (store_at(iadd(done, q)),)),))
+    rest = For(lane.name, idx(TILE), (For(q.name, ctx.dim(D.mod(length, TILE)), (store_at(iadd(done, q)),),
+                                          vectorize=False),), vectorize=False)  # < TILE bytes a row: keep it small
     return (tiles, rest)
 
 

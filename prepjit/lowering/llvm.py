@@ -166,9 +166,12 @@ class LLVMRenderer:
         # a loop ID must be a distinct node whose first operand is itself; llvmlite cannot build that, so the
         # node is tagged here and rewritten in the module text (see ``render_program``)
         self._loop_ids = getattr(self, "_loop_ids", 0) + 1
+        # scalar loops are short (taps, a row's last bytes): unrolling them only multiplies code and compile time
         flag = self.module.add_metadata([ir.MetaDataString(self.module, "llvm.loop.vectorize.enable"),
                                          ir.Constant(I1, 0)])
-        return self.module.add_metadata([ir.MetaDataString(self.module, f"{_LOOP_ID_TAG}{self._loop_ids}"), flag])
+        no_unroll = self.module.add_metadata([ir.MetaDataString(self.module, "llvm.loop.unroll.disable")])
+        return self.module.add_metadata([ir.MetaDataString(self.module, f"{_LOOP_ID_TAG}{self._loop_ids}"), flag,
+                                         no_unroll])
 
     def stmt_For(self, s: For):
         if s.transpose and self._tile_transpose(s):
