@@ -417,18 +417,22 @@ class JitFunction:
 
     # -- compiling ------------------------------------------------------------------------------------------
     def _build(self, specs, target=None):
-        """Trace, optimize and lower for ``specs`` (for this function's target unless another is named: the
-        lowering schedules loops for its target)."""
-        from prepjit.compiler.driver import build
-
+        """The Compiled for ``specs``, memoized (for this function's target unless another is named: the lowering
+        schedules loops for its target)."""
         target = target or self.target
         cache = self._compiled if target == self.target else self._compiled_elsewhere.setdefault(target, {})
         c = cache.get(specs)
         if c is None:
-            c = cache[specs] = build(self.fn, list(specs), self.arg_names, self.name, target)
+            c = cache[specs] = self._build_new(specs, target)
         if target == self.target:
             self._last = c
         return c
+
+    def _build_new(self, specs, target):
+        """Trace, optimize and lower (a function rebuilt from IR text parses it instead of tracing)."""
+        from prepjit.compiler.driver import build
+
+        return build(self.fn, list(specs), self.arg_names, self.name, target)
 
     def _executable(self, specs):
         """The Executable for ``specs``. Warm path (cache hit): trace, key, read the entry (object code, and the call

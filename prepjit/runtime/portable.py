@@ -230,19 +230,11 @@ class IRFunction(JitFunction):
                             f"cannot trace new ones")
         return super()._specialize_locked(arrays, key)
 
-    def _build(self, specs, target=None):
+    def _build_new(self, specs, target):
         from prepjit.compiler.driver import build_traced
         from prepjit.ir.parser import parse_function
 
-        target = target or self.target
-        cache = self._compiled if target == self.target else self._compiled_elsewhere.setdefault(target, {})
-        c = cache.get(specs)
-        if c is None:
-            text = self._ir[tuple(spec_to_text(s) for s in _entry_for(specs))]
-            c = cache[specs] = build_traced(parse_function(text), target)
-        if target == self.target:
-            self._last = c
-        return c
+        return build_traced(parse_function(self._ir[tuple(spec_to_text(s) for s in _entry_for(specs))]), target)
 
     def _bundled_object(self, c):
         obj = self._objects.get(c.key)
