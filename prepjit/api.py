@@ -310,10 +310,14 @@ class JitFunction:
         if workers == 1 or n <= 2:
             for c in chunks:
                 work(c)
-        else:
-            futures = [pool(workers).submit(work, c) for c in chunks]
-            errors = [f.exception() for f in futures]
-            for e in errors:
+        else:  # the caller runs the first chunk itself (one thread fewer to wake), the pool's threads the others
+            futures = [pool(workers - 1).submit(work, c) for c in chunks[1:]]
+            try:
+                work(chunks[0])
+                mine = None
+            except Exception as e:  # noqa: BLE001 - raised below, once the other chunks have stopped writing
+                mine = e
+            for e in [mine] + [f.exception() for f in futures]:
                 if e is not None:
                     raise e
         if out is not None:
