@@ -297,29 +297,32 @@ class JitFunction:
         for o, x in zip(outs, leaves):
             o[0] = x
         workers = max(1, min(threads or available_cpus(), n - 1))
-        chunks = [range(1 + k * (n - 1) // workers, 1 + (k + 1) * (n - 1) // workers) for k in range(workers)]
+        # Every thread (the caller is one) claims the next sample until none is left: a thread the host slows
+        # down, or a run of large images, does not hold the others up. next() on the shared range iterator is
+        # atomic under the GIL. A thread stops at its first bad sample; the lowest bad index is reported.
+        todo = iter(range(1, n))
+        failures: list = []
 
-        def work(chunk):
-            for i in chunk:
+        def work():
+            for i in todo:
                 try:
                     run_one(i, [o[i, ...] for o in outs])  # [i, ...]: a view even for 0-d outputs
                 except (TypeError, ValueError, IndexError) as e:
-                    raise type(e)(f"{self.name}.batch(): sample {i}: {e}") from None
-            return True
+                    failures.append((i, type(e)(f"{self.name}.batch(): sample {i}: {e}")))
+                    return
+                except Exception as e:  # noqa: BLE001 - re-raised below, once no thread writes any more
+                    failures.append((i, e))
+                    return
 
         if workers == 1 or n <= 2:
-            for c in chunks:
-                work(c)
-        else:  # the caller runs the first chunk itself (one thread fewer to wake), the pool's threads the others
-            futures = [pool(workers - 1).submit(work, c) for c in chunks[1:]]
-            try:
-                work(chunks[0])
-                mine = None
-            except Exception as e:  # noqa: BLE001 - raised below, once the other chunks have stopped writing
-                mine = e
-            for e in [mine] + [f.exception() for f in futures]:
-                if e is not None:
-                    raise e
+            work()
+        else:
+            futures = [pool(workers - 1).submit(work) for _ in range(workers - 1)]
+            work()
+            for f in futures:
+                f.result()
+        if failures:
+            raise min(failures, key=lambda f: f[0])[1] from None
         if out is not None:
             return out
         result = rebuild(outs)

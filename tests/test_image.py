@@ -240,6 +240,10 @@ def test_batch_ragged_images_threads_and_errors():
     np.testing.assert_allclose(one[-1], torch_eval(imgs[-1]), rtol=0, atol=1e-5)
     with pytest.raises(TypeError, match=r"sample 2: .*must be a numpy.ndarray"):
         eval_tf.batch(imgs[:2] + [[1, 2, 3]] + imgs[2:])
+    for threads in (1, 2):  # threads claim samples one by one: the lowest bad index is the one reported
+        bad_at = imgs[:3] + [np.zeros((4, 4), np.uint8)] + imgs[3:6] + [[0]] + imgs[6:]
+        with pytest.raises(TypeError, match=r"sample 3: "):
+            eval_tf.batch(bad_at, threads=threads)
     bad = pj.jit_preprocess(lambda x: x * 2)
     with pytest.raises(ValueError, match=r"sample 1: output 0"):  # ragged outputs cannot be stacked
         bad.batch([np.ones(3), np.ones(4)])
