@@ -238,6 +238,7 @@ class JitFunction:
         ``out``: arrays (or CPU tensors) in the result's structure to write into instead of new ones — e.g. the
         same buffers batch after batch, or pinned memory; it is returned.
         """
+        from prepjit.runtime import outputs
         from prepjit.runtime.threads import available_cpus, pool
 
         if len(columns) != self._nargs:
@@ -290,8 +291,8 @@ class JitFunction:
         leaves, rebuild = _flatten(first)
         if torch_out:
             leaves = [np.asarray(x) for x in leaves]
-        if out is None:
-            outs = [np.empty((n,) + np.shape(x), np.asarray(x).dtype) for x in leaves]
+        if out is None:  # large outputs on recycled memory (prepjit.runtime.outputs)
+            outs = [outputs.empty((n,) + np.shape(x), np.asarray(x).dtype) for x in leaves]
         else:
             outs = self._check_out(out, first, [np.asarray(x) for x in leaves], n)
         for o, x in zip(outs, leaves):

@@ -300,3 +300,44 @@ def test_cli(tmp_path):
     out = run("ir", "nomodule:feat")
     assert out.returncode != 0 and "cannot import" in out.stderr
 
+
+
+def test_batch_outputs_reuse_memory_only_when_dropped():
+    """Large .batch outputs live on recycled memory: a dropped batch's memory serves the next one; memory still
+    referenced (a view, a torch tensor) is never handed out again, and what is kept stays bounded."""
+    import gc
+
+    import torch
+
+    from prepjit.runtime import outputs
+
+    f = pj.jit_preprocess(lambda x: x * 2.0)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((300, 300)) for _ in range(4)]  # 4 × 720 KB float64: a 2.9 MB output
+    first = f.batch(xs)
+    assert type(first.base).__name__ == "_Block"
+    addr = first.ctypes.data
+    np.testing.assert_array_equal(first, np.stack(xs) * 2.0)
+    del first
+    gc.collect()
+    second = f.batch(xs[::-1])
+    assert second.ctypes.data == addr  # recycled
+    keep_view, keep_tensor = second[1:3], torch.from_numpy(second)
+    want = np.stack(xs[::-1]) * 2.0
+    del second
+    gc.collect()
+    for _ in range(3):  # the held memory is not reused while the view and the tensor live
+        third = f.batch(xs)
+        assert third.ctypes.data != addr
+        np.testing.assert_array_equal(third, np.stack(xs) * 2.0)
+        del third
+    np.testing.assert_array_equal(keep_view, want[1:3])
+    np.testing.assert_array_equal(keep_tensor.numpy(), want)
+    del keep_view, keep_tensor
+    gc.collect()
+    for n in range(2, 40):  # many sizes, each dropped at once: bounded per size and in all
+        outputs.empty((n, 1 << 17), np.float64)
+    assert outputs.kept_bytes() <= outputs.KEEP_BYTES
+    assert all(len(q) <= outputs.KEEP_PER_SIZE for q in outputs._free.values())
+    outputs.release()
+    assert outputs.kept_bytes() == 0
