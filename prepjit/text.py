@@ -412,9 +412,9 @@ class BertTokenizer:
             size = int(row_cap.sum())
             pad_to = 0
             width = None
-        ids = np.empty(max(size, 1), dtype)
-        types = np.empty(max(size, 1), dtype)
-        mask = np.empty(max(size, 1), dtype)
+        from prepjit.runtime import outputs  # large buffers on recycled memory (see prepjit.runtime.outputs)
+
+        ids, types, mask = (outputs.empty((max(size, 1),), dtype) for _ in range(3))
         lens = np.zeros(n, np.int64)
         status = np.zeros(n, np.int64)
         kernel = load_kernel(dtype.itemsize * 8)
