@@ -337,10 +337,7 @@ def test_batch_outputs_reuse_memory_only_when_dropped():
     gc.collect()
     for n in range(2, 40):  # many sizes, each dropped at once: bounded per size and in all
         outputs.empty((n, 1 << 17), np.float64)
-    assert outputs.kept_bytes() <= outputs.KEEP_BYTES and len(outputs._free) <= outputs.KEEP_SIZES
+    assert outputs.kept_bytes() <= outputs.KEEP_BYTES
     assert all(len(q) <= outputs.KEEP_PER_SIZE for q in outputs._free.values())
-    one = f(xs[0])  # a single call's large output is recycled memory too
-    assert type(one.base).__name__ == "_Block"
-    np.testing.assert_array_equal(one, xs[0] * 2.0)
     outputs.release()
     assert outputs.kept_bytes() == 0

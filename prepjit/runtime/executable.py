@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from prepjit.runtime import outputs  # recycled memory for large outputs
-
 from prepjit.ir import dims as D
 from prepjit.ir.types import TensorType
 
@@ -193,8 +191,7 @@ def _link(plan: dict, native):
     """Compile the prologue source against its values, this process's helpers and the native entry point."""
     env = dict(D.CALLS)  # named size rules used by dim expressions (the plan carries the ones it calls)
     env.update(plan["env"])
-    env.update({"_np": np, "_empty": outputs.empty, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp,
-                "_table": _table,
+    env.update({"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
                 "_native": native.cfunc if native else None, "_keep": native,  # the code lives as long as run
                 "_pack": struct.Struct(f"{max(1, plan['nslots'])}q").pack, "_aligned_copy": _aligned_copy})
     for name in plan["consts"]:  # addresses of constants are per process
@@ -243,7 +240,7 @@ def _generate(prog: "Program", arg_names, spec_text) -> dict:
                 k = first_leaf[b.name]
                 env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
                 lines.append(f"    _shp = {shape}")
-                lines.append(f"    if _out is None: {b.name} = _empty(_shp, _dt_{b.name})")
+                lines.append(f"    if _out is None: {b.name} = _np.empty(_shp, _dt_{b.name})")
                 lines.append("    else:")
                 lines.append(f"        {b.name} = _out[{k}]")
                 lines.append(f"        if {b.name}.shape != _shp or {b.name}.dtype != _dt_{b.name} or not "

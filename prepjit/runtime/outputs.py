@@ -1,10 +1,9 @@
 """Recycled memory for ``.batch`` outputs.
 
-A batch's stacked output is large (64 eval images: 38 MB), and even one image's is above malloc's mmap threshold
-(224² float32 CHW: 602 KB). A new NumPy array that size is fresh memory from the kernel, which zeroes every page of
-it on first write — ≈ 60 µs an image in a batch, ≈ 100 µs for a single call, and memory traffic that does not
-scale across threads. Loops drop each result before (or soon after) asking for the next, so the memory of a
-dropped output is kept and handed to the next output of the same byte size, as PyTorch's caching allocators do.
+A batch's stacked output is large (64 eval images: 38 MB). A new NumPy array that size is fresh memory from the
+kernel, and the kernel zeroes every page of it on first write — ≈ 60 µs an image, and memory traffic that does not
+scale across threads. Training loops drop each batch before (or soon after) asking for the next, so the memory of
+a dropped output is kept and handed to the next batch of the same byte size, as PyTorch's caching allocators do.
 
 Safety: an output's memory returns here only when nothing refers to it any more. Each output array's base is a
 ``_Block`` (an object exposing the memory through ``__array_interface__``); every view, slice or
@@ -13,17 +12,16 @@ the memory — exactly when NumPy would otherwise have freed it.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 
 import numpy as np
 
-MIN_BYTES = 256 << 10         # smaller outputs: malloc reuses freed memory by itself
-KEEP_PER_SIZE = 2             # free blocks kept per byte size (a result in use + the next one)
-KEEP_SIZES = 8                # byte sizes kept, most recently released first (ragged outputs rarely match)
+MIN_BYTES = 1 << 20           # smaller outputs: malloc reuses freed memory by itself
+KEEP_PER_SIZE = 2             # free blocks kept per byte size (a batch in use + the next one)
 KEEP_BYTES = 512 << 20        # and at most this much memory kept in all
 _ALIGN = 64
 
-_free: OrderedDict[int, deque] = OrderedDict()  # single operations are atomic under the GIL
+_free: dict[int, deque] = {}
 
 
 class _Block:
@@ -58,12 +56,6 @@ def empty(shape: tuple, dtype) -> np.ndarray:
 def _release(raw: np.ndarray) -> None:
     nbytes = raw.nbytes - _ALIGN
     q = _free.setdefault(nbytes, deque())
-    try:
-        _free.move_to_end(nbytes)
-        while len(_free) > KEEP_SIZES:
-            _free.popitem(last=False)
-    except KeyError:  # another thread dropped it meanwhile: nothing to keep in order
-        return
     if len(q) < KEEP_PER_SIZE and kept_bytes() + nbytes <= KEEP_BYTES:
         q.append(raw)
 
