@@ -263,6 +263,12 @@ def main() -> int:
         r = best[ref] / best[k]
         print(f"| {label} | {ms(k):.3f} | {r:.2f}× |")
 
+    def prepjit_rows(pipe):  # one call, then .batch on 1 and all threads, into new arrays and into out=
+        row("**prepjit**, one call", f"{pipe}/prepjit", f"{pipe}/torch")
+        for label, key in (("`.batch`", "batch"), ("`.batch(out=buf)`", "batch out")):
+            row(f"**prepjit** {label}, 1 thread", f"{pipe}/prepjit {key} t1", f"{pipe}/torch")
+            row(f"**prepjit** {label}, {threads} threads", f"{pipe}/prepjit {key} tN", f"{pipe}/torch")
+
     print(f"machine: {os.cpu_count()} CPUs ({threads} usable); best of {args.rounds} interleaved rounds; ms per image\n")
     print("| eval pipeline, decoded photos | ms/image | vs torch ops |")
     print("|---|---:|---:|")
@@ -272,20 +278,12 @@ def main() -> int:
         row("OpenCV INTER_LINEAR + NumPy (not antialiased)", "eval/opencv", "eval/torch")
     if numba_fused is not None:
         row("numba fused kernel (torch's integer passes)", "eval/numba", "eval/torch")
-    row("**prepjit**, one call", "eval/prepjit", "eval/torch")
-    row("**prepjit** `.batch`, 1 thread", "eval/prepjit batch t1", "eval/torch")
-    row(f"**prepjit** `.batch`, {threads} threads", "eval/prepjit batch tN", "eval/torch")
-    row("**prepjit** `.batch(out=buf)`, 1 thread", "eval/prepjit batch out t1", "eval/torch")
-    row(f"**prepjit** `.batch(out=buf)`, {threads} threads", "eval/prepjit batch out tN", "eval/torch")
+    prepjit_rows("eval")
     print()
     print("| training pipeline (random_resized_crop + flip) | ms/image | vs torch ops |")
     print("|---|---:|---:|")
     row("torch ops, same boxes and flips", "train/torch", "train/torch")
-    row("**prepjit**, one call", "train/prepjit", "train/torch")
-    row("**prepjit** `.batch`, 1 thread", "train/prepjit batch t1", "train/torch")
-    row(f"**prepjit** `.batch`, {threads} threads", "train/prepjit batch tN", "train/torch")
-    row("**prepjit** `.batch(out=buf)`, 1 thread", "train/prepjit batch out t1", "train/torch")
-    row(f"**prepjit** `.batch(out=buf)`, {threads} threads", "train/prepjit batch out tN", "train/torch")
+    prepjit_rows("train")
     print()
     print("| from JPEG bytes | ms/image | vs PIL decode + torch ops |")
     print("|---|---:|---:|")

@@ -149,15 +149,6 @@ def device_arch() -> str:
 
 
 # -- planning: the host prologue per sample ---------------------------------------------------------------------
-_CHECKS = {
-    "bcast": "({0} == {1} or {0} == 1 or {1} == 1)",
-    "bcast_to": "({0} == {1} or {0} == 1)",
-    "eq": "{0} == {1}",
-    "gt": "{0} > {1}",
-    "ge": "{0} >= {1}",
-}
-
-
 class DeviceArray:
     """A device-resident input (``__cuda_array_interface__``: CuPy arrays, torch CUDA tensors): not staged."""
 
