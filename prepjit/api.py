@@ -238,7 +238,8 @@ class JitFunction:
         ``out``: arrays (or CPU tensors) in the result's structure to write into instead of new ones — e.g. the
         same buffers batch after batch, or pinned memory; it is returned.
         """
-        from prepjit.runtime import outputs
+        from prepjit.runtime import batch as native_batch, outputs
+        from prepjit.runtime.executable import addr
         from prepjit.runtime.threads import available_cpus, pool
 
         if len(columns) != self._nargs:
@@ -276,42 +277,78 @@ class JitFunction:
         torch_out = any(_is_torch_tensor(c[0]) for c in cols)
 
         def sample(i):
-            try:
-                return [a if type(a) is np.ndarray else self._to_numpy(a, j) for j, a in enumerate(c[i] for c in cols)]
-            except TypeError as e:
-                raise TypeError(f"sample {i}: {e}") from None
+            return [a if type(a) is np.ndarray else self._to_numpy(a, j) for j, a in enumerate(c[i] for c in cols)]
 
-        def run_one(i, out):
+        def resolve(i):
             arrays = sample(i)
             key = _key(arrays)
-            exe = self._execs.get(key) or self._specialize(arrays, key)
-            exe.run(*arrays, _out=out, _rng=(int(seed), int(index) + i))
+            return self._execs.get(key) or self._specialize(arrays, key), arrays
 
-        first = self.__call__(*sample(0), seed=seed, index=index)
+        def named(i, e):
+            if isinstance(e, (TypeError, ValueError, IndexError)):
+                return type(e)(f"{self.name}.batch(): sample {i}: {e}")
+            return e
+
+        try:
+            exe0, arrays0 = resolve(0)
+            rng0 = (int(seed), int(index))
+            native = native_batch.ENABLED and exe0.prep is not None
+            if native:  # sample 0's prologue allocates one sample's outputs: their structure, shapes and dtypes
+                first = exe0.prep(*arrays0, None, rng0, np.empty(exe0.nslots, np.int64), 0)[2]
+            else:
+                first = exe0.run(*arrays0, _rng=rng0)
+        except Exception as e:  # noqa: BLE001
+            raise named(0, e) from None
         leaves, rebuild = _flatten(first)
-        if torch_out:
-            leaves = [np.asarray(x) for x in leaves]
         if out is None:  # large outputs on recycled memory (prepjit.runtime.outputs)
-            outs = [outputs.empty((n,) + np.shape(x), np.asarray(x).dtype) for x in leaves]
+            outs = [outputs.empty((n,) + x.shape, x.dtype) for x in leaves]
         else:
-            outs = self._check_out(out, first, [np.asarray(x) for x in leaves], n)
-        for o, x in zip(outs, leaves):
-            o[0] = x
-        workers = max(1, min(threads or available_cpus(), n - 1))
+            outs = self._check_out(out, first, leaves, n)
+        workers = max(1, min(threads or available_cpus(), n - 1 if not native else n))
+        failures: list = []
+
+        def run_here(i, exe, arrays):  # [i, ...]: a view even for 0-d outputs
+            exe.run(*arrays, _out=[o[i, ...] for o in outs], _rng=(int(seed), int(index) + i))
+
+        if native:
+            # The caller prepares each sample's arguments; worker threads run them in one native loop each
+            # (prepjit.runtime.batch), never taking the GIL between samples.
+            rows = [(addr(o), o.strides[0]) for o in outs]  # C-contiguous: row i of each output at base + i * stride
+            shapes = tuple(o.shape[1:] for o in outs)
+
+            def row(i):
+                exe, arrays = (exe0, arrays0) if i == 0 else resolve(i)
+                return exe, arrays, (tuple(b + i * s for b, s in rows), shapes), (int(seed), int(index) + i)
+
+            native_batch.run(native_batch.sample_rows(row, run_here), 0, n, workers,
+                             pool(workers - 1) if workers > 1 else None, failures)
+        else:
+            for o, x in zip(outs, leaves):
+                o[0] = x
+
+            self._run_threads(lambda i: run_here(i, *resolve(i)), n, workers, failures)
+        failures = [(i, named(i, e)) for i, e in failures]
+        if failures:
+            raise min(failures, key=lambda f: f[0])[1] from None
+        if out is not None:
+            return out
+        result = rebuild(outs)
+        return _to_torch(result, ()) if torch_out else result
+
+    def _run_threads(self, run_one, n: int, workers: int, failures: list) -> None:
+        """``.batch`` one sample at a time per thread (host ops such as decoding run in Python, in parallel)."""
+        from prepjit.runtime.threads import pool
+
         # Every thread (the caller is one) claims the next sample until none is left: a thread the host slows
         # down, or a run of large images, does not hold the others up. next() on the shared range iterator is
         # atomic under the GIL. A thread stops at its first bad sample; the lowest bad index is reported.
         todo = iter(range(1, n))
-        failures: list = []
 
         def work():
             for i in todo:
                 try:
-                    run_one(i, [o[i, ...] for o in outs])  # [i, ...]: a view even for 0-d outputs
-                except (TypeError, ValueError, IndexError) as e:
-                    failures.append((i, type(e)(f"{self.name}.batch(): sample {i}: {e}")))
-                    return
-                except Exception as e:  # noqa: BLE001 - re-raised below, once no thread writes any more
+                    run_one(i)
+                except Exception as e:  # noqa: BLE001 - re-raised by batch, once no thread writes any more
                     failures.append((i, e))
                     return
 
@@ -322,12 +359,6 @@ class JitFunction:
             work()
             for f in futures:
                 f.result()
-        if failures:
-            raise min(failures, key=lambda f: f[0])[1] from None
-        if out is not None:
-            return out
-        result = rebuild(outs)
-        return _to_torch(result, ()) if torch_out else result
 
     def _check_out(self, out, first, leaves: list, n: int) -> list:
         """The writable C-contiguous NumPy views of ``out``'s leaves, checked against the batch's result (whose

@@ -376,6 +376,7 @@ class BertTokenizer:
 
     def _encode(self, cols, opts, dtype, threads):
         from prepjit.lowering.text_kernel import ARGS, STATUS_TOO_LONG, STATUS_TRUNC, TRUNC, load_kernel
+        from prepjit.runtime import batch as native_batch
         from prepjit.runtime.threads import available_cpus, pool
 
         n = len(cols[0])
@@ -394,7 +395,7 @@ class BertTokenizer:
         mult = opts["pad_to_multiple_of"]
         budget = max_length - nsp if trunc else 0
         what = ("text", "text_pair")
-        workers = max(1, min(threads or available_cpus(), (n + 63) // 64))
+        workers = max(1, min(threads or available_cpus(), (n + 15) // 16))
         flat = not (trunc or padding == "max_length")
         if not flat:  # fixed-width rows: each chunk's samples are encoded by the worker that tokenizes them
             width = _round_up(max_length, mult)
@@ -420,53 +421,47 @@ class BertTokenizer:
         kernel = load_kernel(dtype.itemsize * 8)
         ctx = self._context()
         wbytes = 6 * self.max_input_chars_per_word + 16  # the word, then the run of marks (see text_kernel)
-        # few chunks: each costs a GIL hand-off between the workers (16 a worker measured slower than 2–4)
-        nchunks = 1 if workers == 1 else min(2 * workers, max(workers, n // 128))
-        chunks = [(k * n // nchunks, (k + 1) * n // nchunks) for k in range(nchunks)]
-        ragged = padding is False and not flat  # rows returned as views: made by the workers, chunk by chunk
+        # Chunks of samples are rows of the native batch driver (prepjit.runtime.batch): this thread encodes a
+        # chunk's texts and publishes its arguments; worker threads tokenize published chunks without taking the
+        # GIL, each word buffer and truncation scratch in the worker's own arena (relocated slots).
+        size_per = min(256, max(16, -(-n // (8 * workers))))
+        nchunks = -(-n // size_per)
+        chunks = [(lo, min(n, lo + size_per)) for lo in range(0, n, size_per)]
+        ragged = padding is False and not flat  # rows returned as views, made chunk by chunk as chunks finish
         common = dict(ctx=ctx.ctypes.data, ids=ids.ctypes.data, types=types.ctypes.data, mask=mask.ctypes.data,
                       pair=int(pair), add_special=int(add), trunc=trunc, budget=budget, pad_to=pad_to,
                       cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id, pad_type_id=self.pad_type_id)
-        base = np.array([common[a] if a in common else 0 for a in ARGS], np.int64)
         slot = {a: k for k, a in enumerate(ARGS)}
-        claim = iter(range(nchunks))  # next() on it is atomic under the GIL
-        errors: dict = {}
+        wspace = -(-wbytes // 64) * 64
+        common.update(wbuf=0, scratch=wspace)  # offsets into the worker's arena
+        argtab = np.repeat(np.array([[common.get(a, 0) for a in ARGS]], np.int64), nchunks, 0)
+        relocs = np.array([slot["wbuf"], slot["scratch"]], np.int64)
+        need = wspace + max(budget, 1) * dtype.itemsize
         views: list = [None] * nchunks
+        at = argtab.ctypes.data
+        cols_at = [(c, what[j]) for j, c in enumerate(cols)]
 
-        def worker():
-            """Claims chunks until none is left: encodes a chunk (holding the GIL, while the other workers run
-            native code), then tokenizes it in one native call without the GIL."""
-            wbuf = np.empty(wbytes, np.uint8)
-            scratch = np.empty(max(budget, 1), dtype)
-            args = base.copy()
-            args[slot["wbuf"]], args[slot["scratch"]] = wbuf.ctypes.data, scratch.ctypes.data
-            for k in claim:
-                lo, hi = chunks[k]
-                try:
-                    data = [_prepare(c[lo:hi], what[j], lo) for j, c in enumerate(cols)] if prepared is None \
-                        else prepared
-                except (TypeError, ValueError) as e:
-                    errors[k] = e
-                    continue
-                offs = [d[1].ctypes.data + (0 if prepared is None else 8 * lo) for d in data]
-                args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
-                args[slot["data_b"]], args[slot["off_b"]] = data[-1][0].ctypes.data, offs[-1]
-                for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
-                    args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
-                args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
-                kernel.cfunc(args.ctypes.data)  # ctypes releases the GIL: threads run in parallel
-                if ragged:
-                    views[k] = [_views(v, out_off[lo:hi], lens[lo:hi]) for v in (ids, types, mask)]
+        def prepare(k):
+            lo, hi = chunks[k]
+            data = [_prepare(c[lo:hi], w, lo) for c, w in cols_at] if prepared is None else prepared
+            args = argtab[k]
+            offs = [d[1].ctypes.data + (0 if prepared is None else 8 * lo) for d in data]
+            args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
+            args[slot["data_b"]], args[slot["off_b"]] = data[-1][0].ctypes.data, offs[-1]
+            for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
+                args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
+            args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
+            return kernel.address, at + k * 8 * len(ARGS), relocs.ctypes.data, len(relocs), need, data
 
-        if workers == 1:
-            worker()
-        else:  # workers - 1 pool threads and this one
-            futures = [pool(workers - 1).submit(worker) for _ in range(workers - 1)]
-            worker()
-            for fu in futures:
-                fu.result()
-        if errors:  # the first bad sample's error, as a sequential run would raise
-            raise errors[min(errors)]
+        def finished(k):
+            lo, hi = chunks[k]
+            views[k] = [_views(v, out_off[lo:hi], lens[lo:hi]) for v in (ids, types, mask)]
+
+        failures: list = []
+        native_batch.run(prepare, 0, nchunks, min(workers, nchunks), pool(workers - 1) if workers > 1 else None,
+                         failures, finished if ragged else None)
+        if failures:  # the first bad sample's error (chunks are prepared in order), as a sequential run would raise
+            raise failures[0][1]
         bad = np.flatnonzero(status)
         if bad.size:
             i = int(bad[0])

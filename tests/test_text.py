@@ -417,6 +417,17 @@ def test_errors_name_the_sample_across_chunks(uncased):
     check(tok, hf, texts[:-1], texts[1:], max_length=40, padding="longest", truncation=True, threads=2)
 
 
+def test_ragged_rows_from_many_chunks_on_worker_threads(uncased):
+    """Unpadded rows are views made by the caller as chunks finish, while workers tokenize later chunks."""
+    tok, hf = uncased
+    texts = [LINES[(7 * i) % len(LINES)] * (1 + i % 3) for i in range(2000)]
+    for threads in (2, 3):
+        check(tok, hf, texts, max_length=64, padding=False, truncation=True, threads=threads)
+        check(tok, hf, texts, padding=False, threads=threads)  # no truncation: packed rows of any length
+        check(tok, hf, texts[:-1], texts[1:], max_length=48, padding=False, truncation="longest_first",
+              threads=threads)
+
+
 def test_batch_of_a_tokenizing_function_is_one_native_pass(uncased, monkeypatch):
     """A function that only returns tokenizer rows batches in one pass; one that composes batches per sample."""
     tok, _ = uncased

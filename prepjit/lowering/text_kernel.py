@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 
 from llvmlite import ir
 
@@ -535,15 +534,11 @@ def build_module(id_bits: int) -> str:
 
 @functools.lru_cache(maxsize=None)
 def kernel_key(id_bits: int) -> str:
-    from prepjit import __version__
     from prepjit.runtime import native
 
-    triple, cpu, features = native.host_cpu()
     with open(__file__, "rb") as fh:
-        src = fh.read()
-    parts = ["text.bert_tokenize", KERNEL_VERSION, str(id_bits), triple, cpu, features, native.llvm_version(),
-             __version__, hashlib.sha256(src).hexdigest(), repr(sorted(native.CODEGEN_FLAGS.items()))]
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+        src = fh.read().decode()
+    return native.fixed_kernel_key(f"text.bert_tokenize int{id_bits}", KERNEL_VERSION, src)
 
 
 _loaded: dict = {}
@@ -555,25 +550,9 @@ def load_kernel(id_bits: int):
     if k is not None:
         return k
     from prepjit.runtime import native
-    from prepjit.runtime.cache import get_cache
 
-    key = kernel_key(id_bits)
-    store = get_cache()
-    entry = store.load(key)
-    obj = entry.payload if entry is not None else None
-    if obj is None:
-        with store.lock(key):
-            entry = store.load(key)
-            if entry is not None:
-                obj = entry.payload
-            else:
-                obj, _ = native.compile_object(build_module(id_bits))
-                store.store(key, obj, {"function": "prepjit.text.BertTokenizer", "target": "cpu",
-                                       "specialization": [f"int{id_bits} ids"]})
-    try:
-        k = native.load_object(obj, SYMBOL)
-    except Exception:  # a cached object that does not link: compile again
-        obj, _ = native.compile_object(build_module(id_bits))
-        k = native.load_object(obj, SYMBOL)
+    k = native.load_fixed_kernel(kernel_key(id_bits), lambda: build_module(id_bits), SYMBOL,
+                                 {"function": "prepjit.text.BertTokenizer", "target": "cpu",
+                                  "specialization": [f"int{id_bits} ids"]})
     _loaded[id_bits] = k
     return k

@@ -26,7 +26,7 @@ from prepjit.ir.types import TensorType
 if TYPE_CHECKING:
     from prepjit.lowering.lower import Program
 
-PLAN_VERSION = 1
+PLAN_VERSION = 3
 MAX_PLAN_BYTES = 8 << 20
 
 _CHECKS = {
@@ -54,18 +54,48 @@ def _aligned_copy(a):
     return a.copy()
 
 
+def _data_address():
+    """``addr(a)``: the address of an ndarray's data. ``a.ctypes.data`` costs ~2.4 us (it builds a ctypes helper
+    object), several times a whole prologue's other work; the data pointer is the first field after the object
+    header in NumPy's PyArrayObject (what ``PyArray_DATA`` reads), ~0.15 us to read with ctypes. The layout is
+    checked here on probe arrays (views, offsets, other dtypes) and the slow form used if it does not hold."""
+    off = object.__basicsize__
+    read = ctypes.c_ssize_t.from_address
+
+    def fast(a):
+        return read(id(a) + off).value
+
+    base = np.arange(24, dtype=np.int64).reshape(2, 3, 4)
+    probes = [base, base[1:], base[:, 1, ::2], np.empty(7, np.uint8)[3:], np.zeros((0, 3), np.float32), base.T]
+    try:
+        if all(fast(a) == a.ctypes.data for a in probes):
+            return fast
+    except (TypeError, ValueError, OverflowError):  # pragma: no cover - an unusual interpreter
+        pass
+    return lambda a: a.ctypes.data  # pragma: no cover
+
+
+addr = _data_address()
+
+
 _thread_temps = threading.local()
 
 
-def _temp(nbytes: int) -> int:
-    """Address of this thread's scratch arena (64-byte aligned, at least ``nbytes``), reused across calls and
-    grown when a call needs more. Kernels see only addresses: the arena outlives the call, this thread keeps it.
-    (Fresh allocations of large arrays page-fault on every call, and faults serialize threads.)"""
+def arena(nbytes: int = 0) -> tuple[int, int]:
+    """(address, size) of this thread's scratch arena (64-byte aligned, at least ``nbytes``), reused across calls
+    and grown when a call needs more. Kernels see only addresses: the arena outlives the call, this thread keeps
+    it. (Fresh allocations of large arrays page-fault on every call, and faults serialize threads.)"""
     entry = getattr(_thread_temps, "arena", None)
     if entry is None or entry[1] < nbytes:
         buf = np.empty(max(nbytes, 1) + 64, np.uint8)
-        entry = _thread_temps.arena = (buf, nbytes, buf.ctypes.data + (-buf.ctypes.data) % 64)
-    return entry[2]
+        entry = _thread_temps.arena = (buf, max(nbytes, 1), buf.ctypes.data + (-buf.ctypes.data) % 64)
+    return entry[2], entry[1]
+
+
+def _temp(nbytes: int) -> int:
+    """Address of this thread's arena, at least ``nbytes`` long (the prologue's temporaries)."""
+    entry = getattr(_thread_temps, "arena", None)
+    return entry[2] if entry is not None and entry[1] >= nbytes else arena(nbytes)[0]
 
 
 @lru_cache(maxsize=8192)
@@ -134,14 +164,22 @@ class Executable:
         self.compiled = compiled
         self.native = native
         self.plan = _generate(compiled.program, arg_names, spec_text)
-        self.run = _link(self.plan, native)
+        self._link()
 
     @classmethod
     def from_plan(cls, compiled, native, plan: dict) -> "Executable":
         self = cls.__new__(cls)
         self.compiled, self.native, self.plan = compiled, native, plan
-        self.run = _link(plan, native)
+        self._link()
         return self
+
+    def _link(self) -> None:
+        """``run``; for a native batch (None where the program cannot run as one: host ops such as decoding,
+        outputs the prologue copies) ``prep``, ``nslots`` and ``relocs`` (int64 slot indices of temporaries)."""
+        self.run, self.prep = _link(self.plan, self.native)
+        self.nslots = self.plan["nslots"]
+        self.relocs = np.array(self.plan["relocs"] or [0], np.int64)[:len(self.plan["relocs"])]
+        self.relocs_at = addr(self.relocs)
 
     @property
     def program(self) -> "Program":
@@ -182,7 +220,7 @@ def plan_from_meta(meta: dict, pid: str) -> dict | None:
         plan = pickle.loads(binascii.a2b_base64(rec["pickle"]))  # noqa: S301 - prepjit's own checksummed cache
     except Exception:  # noqa: BLE001
         return None
-    if not isinstance(plan, dict) or not {"source", "env", "nslots", "name", "consts"} <= set(plan):
+    if not isinstance(plan, dict) or not {"source", "env", "nslots", "relocs", "name", "consts"} <= set(plan):
         return None
     return plan
 
@@ -192,25 +230,58 @@ def _link(plan: dict, native):
     env = dict(D.CALLS)  # named size rules used by dim expressions (the plan carries the ones it calls)
     env.update(plan["env"])
     env.update({"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_temp": _temp, "_table": _table,
+                "_addr": addr,
                 "_native": native.cfunc if native else None, "_keep": native,  # the code lives as long as run
-                "_pack": struct.Struct(f"{max(1, plan['nslots'])}q").pack, "_aligned_copy": _aligned_copy})
+                "_aligned_copy": _aligned_copy})
+    packer = struct.Struct(f"{max(1, plan['nslots'])}q")
+    env.update({"_pack": packer.pack, "_pack_into": packer.pack_into})
     for name in plan["consts"]:  # addresses of constants are per process
-        env[f"_{name}_ptr"] = env[f"_{name}"].ctypes.data
+        env[f"_{name}_ptr"] = addr(env[f"_{name}"])
     code = compile(plan["source"], f"<prepjit prologue {plan['name']}>", "exec")
     exec(code, env)  # noqa: S102 - source generated by _generate from the program
     run = env["run"]
     run.__prepjit_source__ = plan["source"]
-    return run
+    return run, (env.get("prep") if native else None)
 
 
 def _generate(prog: "Program", arg_names, spec_text) -> dict:
-    """The prologue of ``prog``: {"source", "env" (the values it refers to), "nslots", "name", "consts"}."""
-    lines: list[str] = []
+    """The prologue of ``prog``: {"source", "env" (the values it refers to), "nslots", "relocs", "name",
+    "consts"}. The source defines ``run`` (one call) and, for programs without host ops, ``prep``: the same
+    checks and sizes for one sample of a native batch (:mod:`prepjit.runtime.batch`), packing the argument
+    slots into a caller's buffer instead of calling, with temporaries as offsets that the batch driver turns
+    into addresses in its thread's arena (``relocs``: the slots holding them). Its ``_out`` is None (it
+    allocates one sample's outputs and returns them: the batch's first sample) or (the addresses of the
+    sample's output rows, the shapes they must have)."""
     env: dict = {}
-    consts, nslots = [], 0
-    inputs = [b for b in prog.buffers.values() if b.kind == "input"]
+    lines, consts, nslots, relocs = _emit(prog, arg_names, spec_text, env, prep=False)
+    if prog.kernels and not any(b.kind == "host" for b in prog.buffers.values()) and _outputs_in_place(prog):
+        lines += _emit(prog, arg_names, spec_text, env, prep=True)[0]
+    source = "\n".join(lines) + "\n"
+    # the named size rules it calls, so a warm process unpickling the plan imports the modules defining them
+    env.update({name: fn for name, fn in D.CALLS.items() if f"{name}(" in source})
+    return {"source": source, "env": env, "nslots": nslots, "relocs": relocs, "name": prog.name, "consts": consts}
+
+
+def _outputs_in_place(prog: "Program") -> bool:
+    """Whether native code writes every output leaf (no leaf is an argument, a constant or a repeat), so a batch
+    needs nothing from the prologue after the native call."""
+    seen = set()
+    for kind, ref in prog.outputs:
+        if kind != "buf" or prog.buffers[ref].kind != "output" or ref in seen:
+            return False
+        seen.add(ref)
+    return True
+
+
+def _emit(prog: "Program", arg_names, spec_text, env: dict, prep: bool):
+    """Lines of ``run`` (or ``prep``), filling ``env``; also the constants, slot count and temporaries' slots."""
+    lines: list[str] = []
+    consts: list = []
     params = [f"a{k}" for k in range(len(prog.inputs))]
-    lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
+    if prep:
+        lines.append(f"def prep({', '.join(params + ['_out', '_rng', '_buf', '_off'])}):")
+    else:
+        lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
     lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
     py = emit_sizes(prog, arg_names, spec_text, env, lines,
                     input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
@@ -218,24 +289,38 @@ def _generate(prog: "Program", arg_names, spec_text) -> dict:
     for k, (kind, ref) in enumerate(prog.outputs):
         if kind == "buf" and prog.buffers[ref].kind == "output":
             first_leaf.setdefault(ref, k)
-    ptrs, temps = [], []
+    ptrs, temps, alive = [], [], []
     for b in prog.buffers.values():
         if b.kind == "input":
-            ptrs.append(f"a{b.arg}.ctypes.data")
+            ptrs.append(f"_addr(a{b.arg})")
+            alive.append(f"a{b.arg}")
         elif b.kind == "const":
             env[f"_{b.name}"] = b.value
             consts.append(b.name)  # its address: set by _link
             ptrs.append(f"_{b.name}_ptr")
         elif b.kind == "host":
-            ptrs.append(f"{b.name}.ctypes.data")
+            ptrs.append(f"_addr({b.name})")
         elif b.kind == "table":  # built (and cached) by a Python function of the sizes
             env[f"_mk_{b.name}"] = b.maker
             args = "".join(f", {py(x)}" for x in b.maker_args)
             lines.append(f"    {b.name}, {b.name}_ptr = _table(_mk_{b.name}{args})")
             ptrs.append(f"{b.name}_ptr")
+            alive.append(b.name)
         else:
             env[f"_dt_{b.name}"] = b.dtype
             shape = "(" + "".join(f"{py(d)}, " for d in b.shape) + ")"
+            if b.name in first_leaf and prep:  # a batch row's output: an address in the batch's stacked array
+                k = first_leaf[b.name]
+                env[f"_rowmsg{k}"] = (f"output {k} has shape {{}} here but {{}} in the batch's first sample (a batch "
+                                      "stacks outputs of one shape)")
+                lines.append(f"    _shp = {shape}")
+                lines.append(f"    if _out is None: {b.name} = _np.empty(_shp, _dt_{b.name}); {b.name}_ptr = "
+                             f"_addr({b.name})")
+                lines.append("    else:")
+                lines.append(f"        {b.name}_ptr = _out[0][{k}]")
+                lines.append(f"        if _shp != _out[1][{k}]: raise ValueError(_rowmsg{k}.format(_shp, _out[1][{k}]))")
+                ptrs.append(f"{b.name}_ptr")
+                continue
             if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
                 k = first_leaf[b.name]
                 env[f"_outmsg{k}"] = f"output {k}: expected a C-contiguous {b.dtype} array of shape {{}}, got {{}}"
@@ -251,21 +336,23 @@ def _generate(prog: "Program", arg_names, spec_text) -> dict:
                     size = str(-(-int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize // 64) * 64)
                 else:
                     size = "-(-(" + " * ".join([str(b.dtype.itemsize)] + [py(d) for d in b.shape]) + ") // 64) * 64"
-                temps.append((b.name, size))
+                temps.append((b.name, size, len(ptrs)))
                 ptrs.append(f"{b.name}_ptr")
                 continue
-            ptrs.append(f"{b.name}.ctypes.data")
+            ptrs.append(f"_addr({b.name})")
     if temps:
-        fixed = sum(int(size) for _, size in temps if size.isdigit())
-        lines.append(f"    _at = _temp({' + '.join([str(fixed)] + [size for _, size in temps if not size.isdigit()])})")
-        for k, (name, size) in enumerate(temps):
+        fixed = sum(int(size) for _, size, _ in temps if size.isdigit())
+        total = " + ".join([str(fixed)] + [size for _, size, _ in temps if not size.isdigit()])
+        lines.append(f"    _need = {total}" if prep else f"    _at = _temp({total})")
+        if prep:
+            lines.append("    _at = 0")
+        for k, (name, size, _) in enumerate(temps):
             lines.append(f"    {name}_ptr = _at")
             if k + 1 < len(temps):
                 lines.append(f"    _at += {size}")
-    if prog.kernels:  # the argument array: int64 slots packed into a bytes object (ctypes passes its address)
-        slot_values = ptrs + list(prog.params)
-        nslots = len(slot_values)  # _link makes _pack
-        lines.append(f"    _native(_pack({', '.join(slot_values)}))")
+    elif prep:
+        lines.append("    _need = 0")
+    slot_values = ptrs + list(prog.params)
     outs = []
     for kind, ref in prog.outputs:
         if kind == "arg":
@@ -274,25 +361,30 @@ def _generate(prog: "Program", arg_names, spec_text) -> dict:
             outs.append(f"_{ref}.copy()")
         else:
             outs.append(ref)
+    tree = prog.tree
+    if tree == "single":
+        result = outs[0]
+    elif tree == "tuple":
+        result = f"({', '.join(outs)}{',' if len(outs) == 1 else ''})"
+    elif tree == "list":
+        result = f"[{', '.join(outs)}]"
+    else:
+        result = "{" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}"
+    if prep:  # the slots into the batch's buffer; the objects whose addresses they hold, kept by the batch; the
+        # outputs it allocated when given none (the batch's first sample: their structure, shapes and dtypes)
+        lines.append(f"    _pack_into(_buf, _off, {', '.join(slot_values)})")
+        lines.append(f"    return _need, ({''.join(a + ', ' for a in alive)}), None if _out is not None else {result}")
+        return lines, consts, len(slot_values), [slot for _, _, slot in temps]
+    if prog.kernels:  # the argument array: int64 slots packed into a bytes object (ctypes passes its address)
+        lines.append(f"    _native(_pack({', '.join(slot_values)}))")
     copies = [(k, o) for k, o in enumerate(outs) if first_leaf.get(prog.outputs[k][1]) != k
               or prog.outputs[k][0] != "buf"]
     lines.append("    if _out is not None:")
     for k, o in copies:
         lines.append(f"        _out[{k}][...] = {o}")
     lines.append("        return None")
-    tree = prog.tree
-    if tree == "single":
-        lines.append(f"    return {outs[0]}")
-    elif tree == "tuple":
-        lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
-    elif tree == "list":
-        lines.append(f"    return [{', '.join(outs)}]")
-    else:
-        lines.append("    return {" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}")
-    source = "\n".join(lines) + "\n"
-    # the named size rules it calls, so a warm process unpickling the plan imports the modules defining them
-    env.update({name: fn for name, fn in D.CALLS.items() if f"{name}(" in source})
-    return {"source": source, "env": env, "nslots": nslots, "name": prog.name, "consts": consts}
+    lines.append(f"    return {result}")
+    return lines, consts, len(slot_values) if prog.kernels else 0, [slot for _, _, slot in temps]
 
 
 def spec_text(t) -> str:

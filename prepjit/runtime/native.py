@@ -217,3 +217,37 @@ def _load_lljit(obj: bytes, symbol: str) -> NativeFunction:
     if not address:
         raise RuntimeError(f"symbol {symbol} not found in compiled object")
     return NativeFunction(tracker, address)
+
+
+def fixed_kernel_key(name: str, version: str, source: str) -> str:
+    """Cache key of a kernel prepjit ships (not traced from user code): its name, version and source (LLVM IR, or
+    the generator's code), for this host and LLVM."""
+    from prepjit import __version__
+
+    triple, cpu, features = host_cpu()
+    parts = [name, version, sha256(source.encode()).hexdigest(), triple, cpu, features, llvm_version(),
+             __version__, repr(sorted(CODEGEN_FLAGS.items()))]
+    return sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def load_fixed_kernel(key: str, build_ir, symbol: str, meta: dict) -> NativeFunction:
+    """A kernel prepjit ships: object code from the disk cache, or ``build_ir()`` compiled now (under the entry's
+    lock, so concurrent processes compile it once) and stored; a cached object that does not link is rebuilt."""
+    from prepjit.runtime.cache import get_cache
+
+    store = get_cache()
+    entry = store.load(key)
+    obj = entry.payload if entry is not None else None
+    if obj is None:
+        with store.lock(key):
+            entry = store.load(key)
+            if entry is not None:
+                obj = entry.payload
+            else:
+                obj, _ = compile_object(build_ir())
+                store.store(key, obj, meta)
+    try:
+        return load_object(obj, symbol)
+    except Exception:  # noqa: BLE001 - a cached object that does not link: compile again
+        obj, _ = compile_object(build_ir())
+        return load_object(obj, symbol)

@@ -1,0 +1,179 @@
+"""Native batches on CPU: the caller prepares samples, worker threads run them without taking turns at the GIL.
+
+The caller's thread runs each sample's prologue (``Executable.prep``: checks, sizes, argument slots) and
+publishes the row; every worker thread, the caller included once it has prepared all rows, makes one native
+call to the batch driver (:mod:`prepjit.lowering.batch_driver`), which claims rows with an atomic counter and
+runs them. One ctypes call per sample would hand the GIL over twice a sample, and on a busy or virtualized host
+each hand-off can wait on a sleeping thread; here Python's share of the batch runs beside native code.
+
+Rows are published while workers run only where the CPU makes stores visible in program order (x86); elsewhere
+all rows are prepared before the workers start. A bad sample stops the preparing at its row: workers finish the
+rows before it and the error names it, as in the per-sample path.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import struct
+import threading
+
+import numpy as np
+
+from prepjit.lowering import batch_driver as B
+
+ENABLED = os.environ.get("PREPJIT_NATIVE_BATCH", "1") != "0"  # 0: one ctypes call per sample (comparisons)
+STREAMING = platform.machine() in ("x86_64", "AMD64", "i386", "i686")
+SPIN = 1 << 14  # pauses (~0.1-0.5 ms) a worker waits for an unpublished row before sleeping on the condition
+UNLIMITED = 1 << 62  # a worker's row budget
+CHUNK_SLOTS = 8192  # int64 argument slots per buffer of packed rows
+_ROW = struct.Struct(f"{B.ROW}q")
+_COUNTER, _READY, _LIMIT = 0, 8, 16  # words of the shared sync array: one 64-byte line each
+
+_driver = None
+_driver_lock = threading.Lock()
+_local = threading.local()
+
+
+def driver():
+    """The batch driver's native entry point (compiled once per host, then from the disk cache)."""
+    global _driver
+    if _driver is None:
+        with _driver_lock:
+            if _driver is None:
+                from prepjit.runtime import native
+
+                src = B.source(platform.machine())
+                key = native.fixed_kernel_key("batch driver", B.VERSION, src)
+                _driver = native.load_fixed_kernel(key, lambda: src, B.SYMBOL, {
+                    "function": "prepjit batch driver", "target": "cpu", "specialization": []})
+    return _driver
+
+
+def _new_arenas(workers: int, need: int) -> tuple:
+    """(size, workers, buffers, int64 array of their 64-byte aligned addresses, its address): one scratch arena
+    per worker."""
+    size = -(-(need + need // 4) // 64) * 64  # headroom: the next, slightly larger image reuses these
+    bufs = [np.empty(size + 64, np.uint8) for _ in range(workers)]
+    addrs = np.array([b.ctypes.data + (-b.ctypes.data) % 64 for b in bufs], np.int64)
+    return size, workers, bufs, addrs, addrs.ctypes.data
+
+
+def sample_rows(resolve, run_here):
+    """``prepare`` for :func:`run` from per-sample executables: ``resolve(i)`` → (executable, arrays, outputs
+    (their rows' addresses and shapes), rng key), or raises for a bad sample; ``run_here(i, executable,
+    arrays)`` runs a sample whose executable cannot be a row (no ``prep``) in the caller's thread."""
+    chunk, chunk_at, used = np.empty(0, np.int64), 0, 0
+
+    def prepare(i):
+        nonlocal chunk, chunk_at, used
+        exe, arrays, rowouts, rng = resolve(i)
+        if exe.prep is None:
+            run_here(i, exe, arrays)
+            return 0, 0, 0, 0, 0, None
+        if used + exe.nslots > len(chunk):  # argument slots of many rows per buffer
+            chunk, used = np.empty(max(CHUNK_SLOTS, exe.nslots), np.int64), 0
+            chunk_at = chunk.ctypes.data
+        need, alive, _ = exe.prep(*arrays, rowouts, rng, chunk, 8 * used)
+        at = chunk_at + 8 * used
+        used += exe.nslots
+        return exe.native.address, at, exe.relocs_at, len(exe.relocs), need, (exe, alive, chunk)
+
+    return prepare
+
+
+def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=None) -> None:
+    """Run rows ``start``..``n-1`` on ``workers`` threads (the caller and ``workers - 1`` from ``pool``).
+
+    ``prepare(i)`` → (kernel address or 0, argument slots address, relocations address, their count, scratch
+    bytes, objects to keep alive until the batch ends) for row i, or raises: the error is appended to
+    ``failures`` as (i, exception) and no later row runs. ``done(i)``, if given, is called in the caller's
+    thread for each finished row, in order (while other rows run, where rows are published as they come)."""
+    cfunc = driver().cfunc
+    table = np.zeros((n, B.ROW), np.int64)
+    sync = np.zeros(24, np.int64)
+    sync[_COUNTER], sync[_READY], sync[_LIMIT] = start, start, n
+    addrs = (table.ctypes.data, sync.ctypes.data + 8 * _COUNTER, sync.ctypes.data + 8 * _READY,
+             sync.ctypes.data + 8 * _LIMIT)
+    published = threading.Condition()
+    waiting = [0]
+    entered = threading.Semaphore(0)
+    finished = [start]  # rows below it have been passed to done()
+
+    def control(worker: int) -> np.ndarray:
+        ctl = np.zeros(B.CTL_WORDS, np.int64)
+        ctl[:5] = *addrs, worker
+        ctl[8] = SPIN if worker else 0
+        return ctl
+
+    def work(worker: int, ctl=None):
+        ctl = control(worker) if ctl is None else ctl
+        if worker:
+            entered.release()
+        while True:
+            ctl[9] = UNLIMITED
+            cfunc(ctl.ctypes.data)
+            if ctl[7] == B.DONE:
+                return
+            with published:  # STARVED: sleep until a row is published or the batch stops
+                waiting[0] += 1
+                published.wait_for(lambda: sync[_READY] > sync[_COUNTER] or sync[_COUNTER] >= sync[_LIMIT],
+                                   timeout=0.05)
+                waiting[0] -= 1
+
+    def report(upto: int):  # rows run by the driver have their kernel word cleared (B.source: "mark done")
+        k = finished[0]
+        while k < upto and table[k, 0] == 0:
+            done(k)
+            k += 1
+        finished[0] = k
+
+    arenas = getattr(_local, "arenas", None)
+    if arenas is not None and arenas[1] < workers:
+        arenas = None
+    keep = []  # what the rows' addresses point into, alive until every worker returns
+    futures = []
+    mine = control(0)  # the caller's control block: it runs rows between preparing others
+    ahead = 2 * (workers - 1)  # rows kept published and unclaimed before the caller runs one itself
+    try:
+        for i in range(start, n):
+            try:
+                fn, args, relocs, nrel, need, alive = prepare(i)
+                if arenas is None or arenas[0] < need:
+                    keep.append(arenas)
+                    arenas = _new_arenas(workers, need)
+                keep.append(alive)
+                _ROW.pack_into(table, i * _ROW.size, fn, args, relocs, nrel, arenas[4])
+            except Exception as e:  # noqa: BLE001 - reported by the caller, after the workers stop
+                failures.append((i, e))
+                sync[_LIMIT] = i
+                break
+            if STREAMING and workers > 1:
+                sync[_READY] = i + 1
+                if waiting[0]:
+                    with published:
+                        published.notify_all()
+                if not futures and i + 1 - start > ahead:
+                    # Workers need the GIL to start: hand it over (a worker waking while the caller holds it
+                    # would wait for the interpreter's switch interval, 5 ms). They run the rows prepared so far.
+                    futures = [pool.submit(work, k) for k in range(1, workers)]
+                    for _ in futures:
+                        entered.acquire()
+                if i + 1 - sync[_COUNTER] > ahead:
+                    mine[9] = 1
+                    cfunc(mine.ctypes.data)
+                if done is not None:
+                    report(i + 1)
+        sync[_READY] = min(n, int(sync[_LIMIT]))
+        if not futures and workers > 1:
+            futures = [pool.submit(work, k) for k in range(1, workers)]
+        work(0, mine)
+    finally:  # workers stop at the first row never published (a bad row, or an interrupt)
+        sync[_LIMIT] = min(int(sync[_LIMIT]), int(sync[_READY]))
+        with published:
+            published.notify_all()
+        for f in futures:
+            f.result()
+    if arenas is not None:
+        _local.arenas = arenas  # the next batch on this thread starts with arenas of the right size
+    if done is not None and not failures:
+        report(n)

@@ -1,0 +1,178 @@
+"""``.batch`` on CPU through the native batch driver (prepjit.runtime.batch): the caller prepares rows, worker
+threads run them in one native loop each. Every result is checked against single calls (themselves checked
+against torch elsewhere) and against the per-sample path (one ctypes call per sample)."""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import prepjit as pj
+from prepjit import image as I
+from prepjit.runtime import batch as native_batch
+from prepjit.runtime.executable import addr
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+@pj.jit_preprocess
+def eval_tf(img):
+    x = I.resize(img, 64, antialias=True)
+    x = I.center_crop(x, 48)
+    x = I.to_dtype(x, np.float32, scale=True)
+    x = I.normalize(x, MEAN, STD)
+    return I.to_chw(x)
+
+
+@pj.jit_preprocess
+def train_tf(img):
+    x = I.random_resized_crop(img, 32)
+    x = I.random_horizontal_flip(x)
+    return I.to_chw(I.to_dtype(x, np.float32, scale=True))
+
+
+def _images(rng, n, lo=1, hi=160):
+    return [rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8) for h, w in rng.integers(lo, hi, (n, 2))]
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """Records the native batches run: (rows, threads)."""
+    calls = []
+    real = native_batch.run
+
+    def spy(prepare, start, n, workers, pool, failures, done=None):
+        calls.append((n, workers))
+        return real(prepare, start, n, workers, pool, failures, done)
+
+    monkeypatch.setattr(native_batch, "run", spy)
+    return calls
+
+
+def _per_sample(monkeypatch, fn, *args, **kw):
+    monkeypatch.setattr(native_batch, "ENABLED", False)
+    try:
+        return fn.batch(*args, **kw)
+    finally:
+        monkeypatch.setattr(native_batch, "ENABLED", True)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+def test_ragged_batch_equals_single_calls_and_per_sample_path(threads, runs, monkeypatch):
+    imgs = _images(np.random.default_rng(threads), 37)
+    got = eval_tf.batch(imgs, threads=threads)
+    assert runs == [(37, threads)]
+    np.testing.assert_array_equal(got, np.stack([eval_tf(im) for im in imgs]))
+    np.testing.assert_array_equal(got, _per_sample(monkeypatch, eval_tf, imgs, threads=threads))
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_random_ops_key_on_the_sample_index_in_any_split(streaming, monkeypatch):
+    monkeypatch.setattr(native_batch, "STREAMING", streaming)
+    imgs = _images(np.random.default_rng(7), 20, 8, 90)
+    one = np.stack([train_tf(im, seed=5, index=40 + i) for i, im in enumerate(imgs)])
+    for threads in (1, 2, 4):
+        np.testing.assert_array_equal(train_tf.batch(imgs, seed=5, index=40, threads=threads), one)
+    parts = [train_tf.batch(imgs[:7], seed=5, index=40, threads=2), train_tf.batch(imgs[7:], seed=5, index=47)]
+    np.testing.assert_array_equal(np.concatenate(parts), one)
+
+
+def test_many_tiny_samples_workers_wait_for_rows(runs):
+    """Rows cost less to run than to prepare: workers catch up with the caller and wait (spin, then sleep)."""
+    f = pj.jit_preprocess(lambda x: x * 3 - 1)
+    xs = [np.full((2, 2), k, np.float32) for k in range(600)]
+    for threads in (2, 3):
+        got = f.batch(xs, threads=threads)
+        np.testing.assert_array_equal(got, np.stack(xs) * 3 - 1)
+    assert [w for _, w in runs] == [2, 3]
+
+
+def test_scratch_arenas_grow_mid_batch():
+    """Scratch needs rise sample by sample (larger images): new arenas for later rows, earlier rows unchanged."""
+    rng = np.random.default_rng(2)
+    imgs = [rng.integers(0, 256, (s, s + 3, 3), dtype=np.uint8) for s in (4, 9, 30, 70, 200, 5, 420, 12)]
+    for threads in (1, 2):
+        got = eval_tf.batch(imgs, threads=threads)
+        np.testing.assert_array_equal(got, np.stack([eval_tf(im) for im in imgs]))
+
+
+def test_specializations_mix_in_one_batch(monkeypatch):
+    """Samples of different ranks run different kernels (argument slots, relocations) from one table; a
+    specialization that cannot run as a row (no ``prep``) runs in the caller's thread."""
+    f = pj.jit_preprocess(lambda x: (x * 2).sum() + 1)
+    rng = np.random.default_rng(4)
+    xs = [rng.random((3, 4)).astype(np.float32) if k % 3 else rng.random(5).astype(np.float32) for k in range(14)]
+    want = np.array([f(x) for x in xs])
+    np.testing.assert_array_equal(f.batch(xs, threads=2), want)
+    one_d = f._execs[next(k for k in f._execs if k[0][1] == 1)]
+    monkeypatch.setattr(one_d, "prep", None)
+    xs[0] = xs[1]  # the first sample decides the native path: make it a 2-d one
+    want[0] = want[1]
+    for threads in (1, 2):
+        np.testing.assert_array_equal(f.batch(xs, threads=threads), want)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("bad_at", [0, 1, 9, 23])
+def test_bad_sample_names_the_lowest_index_and_rows_before_it_are_written(threads, bad_at):
+    imgs = _images(np.random.default_rng(bad_at), 24, 4, 120)
+    want = np.stack([eval_tf(im) for im in imgs])
+    bad = list(imgs)
+    bad[bad_at] = np.zeros((0, 5, 3), np.uint8)
+    if bad_at + 5 < len(bad):
+        bad[bad_at + 5] = np.zeros((5, 5), np.uint8)  # a later, different error is not the one reported
+    out = np.full(want.shape, np.nan, np.float32)
+    with pytest.raises(ValueError, match=rf"eval_tf\.batch\(\): sample {bad_at}: .*height 0"):
+        eval_tf.batch(bad, threads=threads, out=out)
+    np.testing.assert_array_equal(out[:bad_at], want[:bad_at])
+    np.testing.assert_array_equal(eval_tf.batch(imgs, threads=threads), want)  # and the next batch is fine
+
+
+def test_output_shape_mismatch_and_non_value_errors(monkeypatch):
+    resize_only = pj.jit_preprocess(lambda img: I.resize(img, 16))  # ragged outputs cannot be stacked
+    with pytest.raises(ValueError, match=r"sample 2: output 0 has shape \(16, 32, 3\) here but \(16, 16, 3\)"):
+        resize_only.batch([np.zeros((8, 8, 3), np.uint8)] * 2 + [np.zeros((8, 16, 3), np.uint8)], threads=2)
+
+    class Boom(RuntimeError):
+        pass
+
+    class Bad:  # converting it raises something else than a bad-sample error: re-raised unchanged
+        def __array__(self, *a, **k):
+            raise Boom("no")
+
+    with pytest.raises((Boom, TypeError)):
+        eval_tf.batch([np.zeros((9, 9, 3), np.uint8)] * 5 + [Bad()], threads=2)
+    imgs = _images(np.random.default_rng(1), 6)
+    np.testing.assert_array_equal(eval_tf.batch(imgs, threads=2), np.stack([eval_tf(im) for im in imgs]))
+
+
+def test_concurrent_batches_from_several_threads():
+    """Each calling thread keeps its own scratch arenas; batches from several threads at once stay correct."""
+    imgs = _images(np.random.default_rng(9), 16, 4, 140)
+    want = np.stack([eval_tf(im) for im in imgs])
+    errors = []
+
+    def go():
+        try:
+            for _ in range(5):
+                np.testing.assert_array_equal(eval_tf.batch(imgs, threads=2), want)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=go) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 5), st.sampled_from([np.uint8, np.int32, np.float32, np.float64]),
+       st.lists(st.integers(1, 6), min_size=0, max_size=4), st.integers(0, 3))
+def test_data_address_matches_numpy(offset, dtype, shape, step):
+    a = np.zeros([s + 2 for s in shape] + [9], dtype)
+    views = [a, a[..., offset:], a[..., :: step + 1], a.T, a.reshape(-1)[offset:]]
+    for v in views:
+        assert addr(v) == v.ctypes.data
