@@ -115,6 +115,8 @@ def thread_breakdown(fn, texts, repeat):
 
 
 def best_alternating(f, g, repeat):
+    """Best times of f and g run alternately, and the median of the per-round ratios f/g (on a shared machine
+    whose speed drifts, the two runs of a round see about the same machine)."""
     f(), g()
     tf, tg = [], []
     for _ in range(repeat):
@@ -122,7 +124,7 @@ def best_alternating(f, g, repeat):
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
-    return min(tf), min(tg)
+    return min(tf), min(tg), float(np.median(np.array(tf) / np.array(tg)))
 
 
 def best(fn, repeat):
@@ -236,6 +238,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--mb", type=float, default=1.0)
+    ap.add_argument("--scaling-rounds", type=int, default=40, help="alternations of 1 and all threads (prepjit)")
     args = ap.parse_args()
 
     import tempfile
@@ -282,10 +285,10 @@ def main():
             assert all(list(map(int, g)) == w for g, w in zip(got, want)), "prepjit differs from HF"
             res = {}
             # 1 and ncpu threads alternate, so both see the same load on a shared machine
-            res["prepjit 1 thread"], res[f"prepjit {ncpu} threads"] = best_alternating(
-                lambda: fn.batch(texts, threads=1), lambda: fn.batch(texts, threads=ncpu), args.repeat)
+            res["prepjit 1 thread"], res[f"prepjit {ncpu} threads"], paired = best_alternating(
+                lambda: fn.batch(texts, threads=1), lambda: fn.batch(texts, threads=ncpu), args.scaling_rounds)
             ctl = machine_parallelism()
-            scaling.append((dname, pad, res["prepjit 1 thread"] / res[f"prepjit {ncpu} threads"], ctl,
+            scaling.append((dname, pad, res["prepjit 1 thread"] / res[f"prepjit {ncpu} threads"], paired, ctl,
                             thread_breakdown(fn, texts, args.repeat)))
             res["HF tokenizers, RAYON_NUM_THREADS=1"] = hf_time(path, pad, args.repeat, 1)
             res[f"HF tokenizers, default ({ncpu} threads)"] = hf_time(path, pad, args.repeat, None)
@@ -321,8 +324,9 @@ def main():
     print(f"# {len(texts)} samples per set, {args.mb} MB each, min of {args.repeat}; {ncpu} CPUs; load average "
           f"{load0[0]:.1f} at start, {load[0]:.1f} at end; control (2 threads of GIL-free sha256 vs 1): "
           f"{par0:.2f}x at start")
-    for d, pad, sc, ctl, (nat, gil, ser, bound) in scaling:
-        print(f"# prepjit 1 -> {ncpu} threads, {d}, {'padded' if pad else 'unpadded'}: {sc:.2f}x measured "
+    for d, pad, sc, paired, ctl, (nat, gil, ser, bound) in scaling:
+        print(f"# prepjit 1 -> {ncpu} threads, {d}, {'padded' if pad else 'unpadded'}: {sc:.2f}x measured, "
+              f"{paired:.2f}x median of paired rounds "
               f"(control right after: {ctl:.2f}x); 1 thread = {100 * nat:.0f}% native, {100 * gil:.0f}% per-chunk "
               f"GIL work (the caller, beside the workers), {100 * ser:.0f}% serial -> 2-thread bound {bound:.2f}x")
     print("| text | length | tokenizer | MB/s | sequences/s | × HF 1 thread |")

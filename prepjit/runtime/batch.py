@@ -135,6 +135,8 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     mine = control(0)  # the caller's control block: it runs rows between preparing others
     ahead = 2 * (workers - 1)  # rows kept published and unclaimed before the caller runs one itself
     try:
+        if STREAMING and workers > 1 and start < n:
+            futures = [pool.submit(work, k) for k in range(1, workers)]
         for i in range(start, n):
             try:
                 fn, args, relocs, nrel, need, alive = prepare(i)
@@ -152,10 +154,10 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
                 if waiting[0]:
                     with published:
                         published.notify_all()
-                if not futures and i + 1 - start > ahead:
-                    # Workers need the GIL to start: hand it over (a worker waking while the caller holds it
-                    # would wait for the interpreter's switch interval, 5 ms). They run the rows prepared so far.
-                    futures = [pool.submit(work, k) for k in range(1, workers)]
+                if i == start:
+                    # Workers need the GIL to start: hand it over once the first row is out (a worker waking
+                    # while the caller holds the GIL would wait for the interpreter's switch interval, 5 ms).
+                    # They were submitted before this row was prepared, so their wake-up overlapped it.
                     for _ in futures:
                         entered.acquire()
                 if i + 1 - sync[_COUNTER] > ahead:

@@ -25,6 +25,9 @@ def _after_fork_in_child() -> None:
         threads._pool = None
         threads._pool_size = 0
         threads._pool_pid = 0
+    batch = sys.modules.get("prepjit.runtime.batch")
+    if batch is not None:
+        batch._driver_lock = threading.Lock()
     native = sys.modules.get("prepjit.runtime.native")
     if native is not None:
         native._lock = threading.RLock()
