@@ -17,6 +17,7 @@ Control block (int64 words, one per worker thread)::
     2 ready     address of the number of published rows (rows below it are complete)
     3 limit     address of the row count to run (lowered to stop the batch at a bad sample)
     4 worker    this thread's index into the rows' arenas;  5 ran: rows this thread ran (counted up)
+    6 finished  address of the shared count of claimed rows that are complete (atomically incremented)
     7 status    out: DONE (no rows left), STARVED (the next row is not published after SPIN pauses) or PAUSED
     8 spin      pauses to wait for the next row to be published before returning STARVED (0: the caller, which
                 publishes rows itself, returns at once)
@@ -29,7 +30,7 @@ stretches, so a worker waiting for it would idle): the preparer sizes the arenas
 from __future__ import annotations
 
 SYMBOL = "prepjit_batch_driver"
-VERSION = "4"
+VERSION = "5"
 ROW = 5
 CTL_WORDS = 10
 DONE, STARVED, PAUSED = 0, 1, 2
@@ -57,6 +58,8 @@ entry:
   %limit = load ptr, ptr %limit.p
   %worker.p = getelementptr i64, ptr %ctl, i64 4
   %worker = load i64, ptr %worker.p
+  %finished.p = getelementptr i64, ptr %ctl, i64 6
+  %finished = load ptr, ptr %finished.p
   %status.p = getelementptr i64, ptr %ctl, i64 7
   %spin.p = getelementptr i64, ptr %ctl, i64 8
   %spin = load i64, ptr %spin.p
@@ -124,7 +127,7 @@ row:
   %arenas.p = getelementptr i64, ptr %table, i64 %r4
   %arenas = load ptr, ptr %arenas.p
   %skip = icmp eq ptr %fn, null
-  br i1 %skip, label %next, label %fits
+  br i1 %skip, label %next.done, label %fits
 
 fits:
   %base.p = getelementptr i64, ptr %arenas, i64 %worker
@@ -156,6 +159,10 @@ call:
   %left.r = load i64, ptr %budget.p
   %left.r1 = sub i64 %left.r, 1
   store i64 %left.r1, ptr %budget.p
+  br label %next.done
+
+next.done:  ; the row's writes are complete before the count says so
+  %fin = atomicrmw add ptr %finished, i64 1 release
   br label %next
 
 next:

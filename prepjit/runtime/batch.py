@@ -16,6 +16,7 @@ import os
 import platform
 import struct
 import threading
+import time
 
 import numpy as np
 
@@ -24,10 +25,11 @@ from prepjit.lowering import batch_driver as B
 ENABLED = os.environ.get("PREPJIT_NATIVE_BATCH", "1") != "0"  # 0: one ctypes call per sample (comparisons)
 STREAMING = platform.machine() in ("x86_64", "AMD64", "i386", "i686")
 SPIN = 1 << 14  # pauses (~0.1-0.5 ms) a worker waits for an unpublished row before sleeping on the condition
+AHEAD = 8  # rows (per worker) kept published and unclaimed before the caller runs one itself
 UNLIMITED = 1 << 62  # a worker's row budget
 CHUNK_SLOTS = 8192  # int64 argument slots per buffer of packed rows
 _ROW = struct.Struct(f"{B.ROW}q")
-_COUNTER, _READY, _LIMIT = 0, 8, 16  # words of the shared sync array: one 64-byte line each
+_COUNTER, _READY, _LIMIT, _FINISHED = 0, 8, 16, 24  # words of the shared sync array: one 64-byte line each
 
 _driver = None
 _driver_lock = threading.Lock()
@@ -90,25 +92,22 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     thread for each finished row, in order (while other rows run, where rows are published as they come)."""
     cfunc = driver().cfunc
     table = np.zeros((n, B.ROW), np.int64)
-    sync = np.zeros(24, np.int64)
+    sync = np.zeros(32, np.int64)
     sync[_COUNTER], sync[_READY], sync[_LIMIT] = start, start, n
     addrs = (table.ctypes.data, sync.ctypes.data + 8 * _COUNTER, sync.ctypes.data + 8 * _READY,
              sync.ctypes.data + 8 * _LIMIT)
     published = threading.Condition()
     waiting = [0]
-    entered = threading.Semaphore(0)
     finished = [start]  # rows below it have been passed to done()
 
     def control(worker: int) -> np.ndarray:
         ctl = np.zeros(B.CTL_WORDS, np.int64)
         ctl[:5] = *addrs, worker
-        ctl[8] = SPIN if worker else 0
+        ctl[6], ctl[8] = sync.ctypes.data + 8 * _FINISHED, SPIN if worker else 0
         return ctl
 
-    def work(worker: int, ctl=None):
+    def work(worker: int, ctl=None, _alive=(table, sync)):  # a worker may return after run() did: keep its memory
         ctl = control(worker) if ctl is None else ctl
-        if worker:
-            entered.release()
         while True:
             ctl[9] = UNLIMITED
             cfunc(ctl.ctypes.data)
@@ -133,9 +132,10 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     keep = []  # what the rows' addresses point into, alive until every worker returns
     futures = []
     mine = control(0)  # the caller's control block: it runs rows between preparing others
-    ahead = 2 * (workers - 1)  # rows kept published and unclaimed before the caller runs one itself
+    ahead = AHEAD * (workers - 1)
     try:
-        if STREAMING and workers > 1 and start < n:
+        if STREAMING and workers > 1 and start < n:  # they wake while the first rows are prepared, and take
+            # the GIL when the caller runs a row (it holds the GIL only to prepare one, a few µs at a time)
             futures = [pool.submit(work, k) for k in range(1, workers)]
         for i in range(start, n):
             try:
@@ -154,12 +154,6 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
                 if waiting[0]:
                     with published:
                         published.notify_all()
-                if i == start:
-                    # Workers need the GIL to start: hand it over once the first row is out (a worker waking
-                    # while the caller holds the GIL would wait for the interpreter's switch interval, 5 ms).
-                    # They were submitted before this row was prepared, so their wake-up overlapped it.
-                    for _ in futures:
-                        entered.acquire()
                 if i + 1 - sync[_COUNTER] > ahead:
                     mine[9] = 1
                     cfunc(mine.ctypes.data)
@@ -169,6 +163,11 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         if not futures and workers > 1:
             futures = [pool.submit(work, k) for k in range(1, workers)]
         work(0, mine)
+        # Every row is claimed: wait for the last ones to finish (in native code; a worker's return to Python
+        # afterwards is not waited for, saving a wake-up of this thread per batch)
+        while sync[_FINISHED] < sync[_COUNTER] - start:
+            time.sleep(0)  # yields the CPU (a host with fewer cores than threads) and the GIL
+        futures = [f for f in futures if f.done()]  # a finished worker's error, if any, is raised below
     finally:  # workers stop at the first row never published (a bad row, or an interrupt)
         sync[_LIMIT] = min(int(sync[_LIMIT]), int(sync[_READY]))
         with published:
