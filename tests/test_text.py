@@ -426,6 +426,17 @@ def test_ragged_rows_from_many_chunks_on_worker_threads(uncased):
         check(tok, hf, texts, padding=False, threads=threads)  # no truncation: packed rows of any length
         check(tok, hf, texts[:-1], texts[1:], max_length=48, padding=False, truncation="longest_first",
               threads=threads)
+    # masks (and a single sequence's type ids) are constant rows: read-only, shared by rows of one length
+    for kw in (dict(max_length=64, truncation=True), {}):
+        out = tok.batch(texts, padding=False, threads=2, **kw)
+        ids, types, mask = out["input_ids"], out["token_type_ids"], out["attention_mask"]
+        assert [len(r) for r in mask] == [len(r) for r in ids] == [len(r) for r in types]
+        assert all(r.dtype == np.int64 and not r.flags.writeable for r in mask + types)
+        assert all((r == 1).all() for r in mask) and all((r == 0).all() for r in types)
+        with pytest.raises(ValueError, match="read-only"):
+            mask[0][0] = 0
+        ids[0][0] = 7  # id rows are the caller's: views of one writable buffer, each its own row
+        assert ids[0][0] == 7 and ids[1][0] == hf.encode(texts[1]).ids[0]
 
 
 def test_batch_of_a_tokenizing_function_is_one_native_pass(uncased, monkeypatch):
