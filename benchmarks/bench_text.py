@@ -86,7 +86,7 @@ def thread_breakdown(fn, texts, repeat):
 
     fn.batch(texts[:2], threads=1)
     acc = {"native": 0.0, "gil": 0.0}
-    real, prep, views = NB.driver(), T._prepare, T._views
+    real, prep, views = NB.driver(), T._prepare, T._ragged_rows
 
     def timed(f, k):
         def g(*a):
@@ -99,7 +99,7 @@ def thread_breakdown(fn, texts, repeat):
     class Driver:  # the batch driver's calls: all native (one thread: the chunks are prepared, then run)
         cfunc = staticmethod(timed(real.cfunc, "native"))
 
-    NB._driver, T._prepare, T._views = Driver, timed(prep, "gil"), timed(views, "gil")
+    NB._driver, T._prepare, T._ragged_rows = Driver, timed(prep, "gil"), timed(views, "gil")
     try:
         runs = []
         for _ in range(repeat):
@@ -108,7 +108,7 @@ def thread_breakdown(fn, texts, repeat):
             fn.batch(texts, threads=1)
             runs.append((time.perf_counter() - t0, acc["native"], acc["gil"]))
     finally:
-        NB._driver, T._prepare, T._views = real, prep, views
+        NB._driver, T._prepare, T._ragged_rows = real, prep, views
     t, nat, gil = min(runs)
     serial = t - nat - gil
     return nat / t, gil / t, serial / t, t / (serial + max((nat + gil) / 2, gil))

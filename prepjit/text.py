@@ -23,6 +23,7 @@ behaviour on such input). Anything else raises ``TypeError`` naming the sample.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import threading
@@ -377,6 +378,7 @@ class BertTokenizer:
     def _encode(self, cols, opts, dtype, threads):
         from prepjit.lowering.text_kernel import ARGS, STATUS_TOO_LONG, STATUS_TRUNC, TRUNC, load_kernel
         from prepjit.runtime import batch as native_batch
+        from prepjit.runtime.executable import addr
         from prepjit.runtime.threads import available_cpus, pool
 
         n = len(cols[0])
@@ -441,24 +443,29 @@ class BertTokenizer:
         at = argtab.ctypes.data
         cols_at = [(c, what[j]) for j, c in enumerate(cols)]
 
+        rows_at = [(slot[name], addr(arr)) for name, arr in (("out_off", out_off), ("row_cap", row_cap),
+                                                            ("lens", lens), ("status", status))]
+        relocs_at = addr(relocs)
+
         def prepare(k):
             lo, hi = chunks[k]
             data = [_prepare(c[lo:hi], w, lo) for c, w in cols_at] if prepared is None else prepared
             args = argtab[k]
-            offs = [d[1].ctypes.data + (0 if prepared is None else 8 * lo) for d in data]
-            args[slot["data_a"]], args[slot["off_a"]] = data[0][0].ctypes.data, offs[0]
-            args[slot["data_b"]], args[slot["off_b"]] = data[-1][0].ctypes.data, offs[-1]
-            for name, arr in (("out_off", out_off), ("row_cap", row_cap), ("lens", lens), ("status", status)):
-                args[slot[name]] = arr.ctypes.data + 8 * lo  # per-row arrays from row lo
+            offs = [addr(d[1]) + (0 if prepared is None else 8 * lo) for d in data]
+            args[slot["data_a"]], args[slot["off_a"]] = addr(data[0][0]), offs[0]
+            args[slot["data_b"]], args[slot["off_b"]] = addr(data[-1][0]), offs[-1]
+            for j, base in rows_at:
+                args[j] = base + 8 * lo  # per-row arrays from row lo
             args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
-            return kernel.address, at + k * 8 * len(ARGS), relocs.ctypes.data, len(relocs), need, data
+            return kernel.address, at + k * 8 * len(ARGS), relocs_at, len(relocs), need, data
 
-        def finished(k):  # mask rows (and a single sequence's type ids) are constant: shared rows (_constant_rows)
+        if ragged:  # mask rows (and a single sequence's type ids) are constant: shared rows (_constant_rows)
+            ones = _constant_rows(1, range(width + 1), dtype)
+            zeros = _constant_rows(0, range(width + 1), dtype)
+
+        def finished(k):
             lo, hi = chunks[k]
-            ls = lens[lo:hi].tolist()
-            views[k] = [_views(ids, out_off[lo:hi], lens[lo:hi]),
-                        _views(types, out_off[lo:hi], lens[lo:hi]) if pair else _constant_rows(0, ls, dtype),
-                        _constant_rows(1, ls, dtype)]
+            views[k] = _ragged_rows(ids, types if pair else zeros, ones, out_off[lo:hi], lens[lo:hi])
 
         failures: list = []
         native_batch.run(prepare, 0, nchunks, min(workers, nchunks), pool(workers - 1) if workers > 1 else None,
@@ -483,8 +490,8 @@ class BertTokenizer:
             if padding == "longest":
                 L = min(width, _round_up(int(lens.max()) if n else 0, mult))
                 return {k: np.ascontiguousarray(v[:, :L]) for k, v in shaped.items()}
-            # ragged rows: views of each row's tokens in the (N, width) buffers, made by the workers
-            return {k: [r for part in views for r in part[j]] for j, k in enumerate(names)}
+            # ragged rows: views of each row's tokens in the (N, width) buffers, made as chunks finished
+            return {k: list(itertools.chain.from_iterable(part[j] for part in views)) for j, k in enumerate(names)}
         if padding == "longest":
             L = _round_up(int(lens.max()) if n else 0, mult)
             sel = np.arange(L) < lens[:, None]
@@ -499,22 +506,32 @@ class BertTokenizer:
         src = np.repeat(out_off - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(int(lens.sum()))
         ls = lens.tolist()
         return {"input_ids": _split(ids[src], lens),
-                "token_type_ids": _split(types[src], lens) if pair else _constant_rows(0, ls, dtype),
-                "attention_mask": _constant_rows(1, ls, dtype)}
+                "token_type_ids": _split(types[src], lens) if pair else list(map(
+                    _constant_rows(0, set(ls), dtype).__getitem__, ls)),
+                "attention_mask": list(map(_constant_rows(1, set(ls), dtype).__getitem__, ls))}
+
+
+def _ragged_rows(ids: np.ndarray, types, ones: dict, starts: np.ndarray, lens: np.ndarray) -> list:
+    """[id rows, type-id rows, mask rows] of a chunk of unpadded samples: views of the rows' tokens, and shared
+    constant rows where ``types`` (for a single sequence) and ``ones`` are {length: row} (:func:`_constant_rows`)."""
+    ls = lens.tolist()
+    return [_views(ids, starts, lens),
+            list(map(types.__getitem__, ls)) if isinstance(types, dict) else _views(types, starts, lens),
+            list(map(ones.__getitem__, ls))]
 
 
 def _views(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> list:
     return list(map(flat.__getitem__, map(slice, starts.tolist(), (starts + lens).tolist())))
 
 
-def _constant_rows(value: int, lens: list, dtype) -> list:
-    """Rows of one value with the given lengths (unpadded masks are all 1s, a single sequence's type ids all 0s):
-    read-only views of one array, one per distinct length, shared by the rows of that length. (A fresh view a
-    row made these two lists two thirds of the GIL-holding work of an unpadded batch.)"""
-    base = np.full(max(lens, default=0), value, dtype)
+def _constant_rows(value: int, lengths, dtype) -> dict:
+    """{length: row} for rows of one value (unpadded masks are all 1s, a single sequence's type ids all 0s):
+    read-only views of one array, each shared by every row of its length. (A fresh view a row made these two
+    lists two thirds of the GIL-holding work of an unpadded batch.)"""
+    lengths = list(lengths)
+    base = np.full(max(lengths, default=0), value, dtype)
     base.flags.writeable = False
-    by_length = {k: base[:k] for k in set(lens)}
-    return list(map(by_length.__getitem__, lens))
+    return {k: base[:k] for k in lengths}
 
 
 def _split(flat: np.ndarray, lens: np.ndarray) -> list:
