@@ -30,10 +30,25 @@ stretches, so a worker waiting for it would idle): the preparer sizes the arenas
 from __future__ import annotations
 
 SYMBOL = "prepjit_batch_driver"
-VERSION = "5"
+VERSION = "6"
 ROW = 5
 CTL_WORDS = 10
 DONE, STARVED, PAUSED = 0, 1, 2
+# (name, word, type loaded or None for just its address) of the control block and of a table row
+CTL_FIELDS = [("table", 0, "ptr"), ("counter", 1, "ptr"), ("ready", 2, "ptr"), ("limit", 3, "ptr"),
+              ("worker", 4, "i64"), ("ran", 5, None), ("finished", 6, "ptr"), ("status", 7, None),
+              ("spin", 8, "i64"), ("budget", 9, None)]
+ROW_FIELDS = [("fn", 0, "ptr"), ("args", 1, "ptr"), ("rel", 2, "ptr"), ("nrel", 3, "i64"), ("arenas", 4, "ptr")]
+
+
+def _fields(base: str, fields) -> str:
+    """Loads of int64 words of ``%base``: ``%name.p`` (the word's address) and ``%name`` (its value)."""
+    lines = []
+    for name, word, ty in fields:
+        lines.append(f"  %{name}.p = getelementptr i64, ptr %{base}, i64 {word}")
+        if ty:
+            lines.append(f"  %{name} = load {ty}, ptr %{name}.p")
+    return "\n".join(lines)
 
 
 def source(machine: str) -> str:
@@ -49,21 +64,7 @@ def source(machine: str) -> str:
 
 define void @{SYMBOL}(ptr %ctl) {{
 entry:
-  %table = load ptr, ptr %ctl
-  %counter.p = getelementptr i64, ptr %ctl, i64 1
-  %counter = load ptr, ptr %counter.p
-  %ready.p = getelementptr i64, ptr %ctl, i64 2
-  %ready = load ptr, ptr %ready.p
-  %limit.p = getelementptr i64, ptr %ctl, i64 3
-  %limit = load ptr, ptr %limit.p
-  %worker.p = getelementptr i64, ptr %ctl, i64 4
-  %worker = load i64, ptr %worker.p
-  %finished.p = getelementptr i64, ptr %ctl, i64 6
-  %finished = load ptr, ptr %finished.p
-  %status.p = getelementptr i64, ptr %ctl, i64 7
-  %spin.p = getelementptr i64, ptr %ctl, i64 8
-  %spin = load i64, ptr %spin.p
-  %budget.p = getelementptr i64, ptr %ctl, i64 9
+{_fields("ctl", CTL_FIELDS)}
   br label %claim
 
 claim:
@@ -112,20 +113,8 @@ lost:
 row:
   %i = add i64 %c, 0
   %r = mul i64 %i, {ROW}
-  %fn.p = getelementptr i64, ptr %table, i64 %r
-  %fn = load ptr, ptr %fn.p
-  %r1 = add i64 %r, 1
-  %args.p = getelementptr i64, ptr %table, i64 %r1
-  %args = load ptr, ptr %args.p
-  %r2 = add i64 %r, 2
-  %rel.p = getelementptr i64, ptr %table, i64 %r2
-  %rel = load ptr, ptr %rel.p
-  %r3 = add i64 %r, 3
-  %nrel.p = getelementptr i64, ptr %table, i64 %r3
-  %nrel = load i64, ptr %nrel.p
-  %r4 = add i64 %r, 4
-  %arenas.p = getelementptr i64, ptr %table, i64 %r4
-  %arenas = load ptr, ptr %arenas.p
+  %row.p = getelementptr i64, ptr %table, i64 %r
+{_fields("row.p", ROW_FIELDS)}
   %skip = icmp eq ptr %fn, null
   br i1 %skip, label %next.done, label %fits
 
@@ -152,7 +141,6 @@ reloc.body:
 call:
   call void %fn(ptr %args)
   store atomic i64 0, ptr %fn.p release, align 8  ; mark done: the caller reports finished rows in order
-  %ran.p = getelementptr i64, ptr %ctl, i64 5
   %ran.n = load i64, ptr %ran.p
   %ran.n1 = add i64 %ran.n, 1
   store i64 %ran.n1, ptr %ran.p

@@ -1,10 +1,12 @@
 """Native batches on CPU: the caller prepares samples, worker threads run them without taking turns at the GIL.
 
 The caller's thread runs each sample's prologue (``Executable.prep``: checks, sizes, argument slots) and
-publishes the row; every worker thread, the caller included once it has prepared all rows, makes one native
-call to the batch driver (:mod:`prepjit.lowering.batch_driver`), which claims rows with an atomic counter and
-runs them. One ctypes call per sample would hand the GIL over twice a sample, and on a busy or virtualized host
-each hand-off can wait on a sleeping thread; here Python's share of the batch runs beside native code.
+publishes the row; each pool worker makes one native call to the batch driver
+(:mod:`prepjit.lowering.batch_driver`), which claims published rows with a compare-and-swap and runs them; the
+caller runs a row itself whenever enough are published and unclaimed, and the rest once all are prepared. One
+ctypes call per sample would hand the GIL over twice a sample, and on a busy or virtualized host each hand-off
+can wait on a sleeping thread; here Python's share of the batch runs beside native code. Text batches use the
+same machinery with a chunk of texts per row (``run`` takes any row preparer).
 
 Rows are published while workers run only where the CPU makes stores visible in program order (x86); elsewhere
 all rows are prepared before the workers start. A bad sample stops the preparing at its row: workers finish the
@@ -129,7 +131,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     arenas = getattr(_local, "arenas", None)
     if arenas is not None and arenas[1] < workers:
         arenas = None
-    keep = []  # what the rows' addresses point into, alive until every worker returns
+    keep = []  # what the rows' addresses point into, alive until every row has run
     futures = []
     mine = control(0)  # the caller's control block: it runs rows between preparing others
     ahead = AHEAD * (workers - 1)

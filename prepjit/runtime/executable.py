@@ -318,7 +318,8 @@ def _emit(prog: "Program", arg_names, spec_text, env: dict, prep: bool):
                              f"_addr({b.name})")
                 lines.append("    else:")
                 lines.append(f"        {b.name}_ptr = _out[0][{k}]")
-                lines.append(f"        if _shp != _out[1][{k}]: raise ValueError(_rowmsg{k}.format(_shp, _out[1][{k}]))")
+                lines.append(f"        if _shp != _out[1][{k}]: "
+                             f"raise ValueError(_rowmsg{k}.format(_shp, _out[1][{k}]))")
                 ptrs.append(f"{b.name}_ptr")
                 continue
             if b.name in first_leaf:  # an output: allocate, or write into the caller's array (batches)
