@@ -426,7 +426,7 @@ class BertTokenizer:
         # Chunks of samples are rows of the native batch driver (prepjit.runtime.batch): this thread encodes a
         # chunk's texts and publishes its arguments; worker threads tokenize published chunks without taking the
         # GIL, each word buffer and truncation scratch in the worker's own arena (relocated slots).
-        size_per = min(256, max(16, -(-n // (8 * workers))))
+        size_per = min(CHUNK_MAX, max(16, -(-n // (CHUNKS_PER_WORKER * workers))))
         nchunks = -(-n // size_per)
         chunks = [(lo, min(n, lo + size_per)) for lo in range(0, n, size_per)]
         ragged = padding is False and not flat  # rows returned as views, made chunk by chunk as chunks finish
@@ -626,6 +626,9 @@ def _select(out: dict, want_mask: bool, want_types: bool) -> dict:
         res["attention_mask"] = out["attention_mask"]
     return res
 
+
+CHUNK_MAX = 128  # texts per chunk (a row of the batch driver), at most
+CHUNKS_PER_WORKER = 16  # at least, where the batch is large enough: the last chunks balance the threads
 
 def _prepare(texts, what: str, first: int = 0):
     """Samples (str or UTF-8 bytes) → (uint8 buffer, int64 offsets). Errors name the sample (``first`` + index)."""
