@@ -164,6 +164,13 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         sync[_READY] = min(n, int(sync[_LIMIT]))
         if not futures and workers > 1:
             futures = [pool.submit(work, k) for k in range(1, workers)]
+        if done is not None:  # one row at a time, reporting finished rows between them (beside the workers)
+            while True:
+                mine[9] = 1
+                cfunc(mine.ctypes.data)
+                report(n)
+                if mine[7] == B.DONE:
+                    break
         work(0, mine)
         # Every row is claimed: wait for the last ones to finish (in native code; a worker's return to Python
         # afterwards is not waited for, saving a wake-up of this thread per batch)
