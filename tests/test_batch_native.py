@@ -176,3 +176,20 @@ def test_data_address_matches_numpy(offset, dtype, shape, step):
     views = [a, a[..., offset:], a[..., :: step + 1], a.T, a.reshape(-1)[offset:]]
     for v in views:
         assert addr(v) == v.ctypes.data
+
+
+def test_driver_loaded_by_elf_and_by_lljit_runs_the_same(monkeypatch):
+    """The driver is a cached object like any kernel: prepjit's ELF loader maps it by default; LLJIT agrees."""
+    from prepjit.lowering import batch_driver as B
+    from prepjit.runtime import native
+    from prepjit.runtime.cache import get_cache
+
+    monkeypatch.delenv("PREPJIT_LOADER", raising=False)
+    imgs = _images(np.random.default_rng(12), 11, 3, 100)
+    want = np.stack([eval_tf(im) for im in imgs])
+    elf = native_batch.driver()
+    assert elf.loader == "elf"
+    obj = get_cache().load(native_batch.driver_key()[0]).payload
+    monkeypatch.setattr(native_batch, "_driver", native._load_lljit(obj, B.SYMBOL))
+    for threads in (1, 2):
+        np.testing.assert_array_equal(eval_tf.batch(imgs, threads=threads), want)

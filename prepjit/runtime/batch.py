@@ -46,11 +46,18 @@ def driver():
             if _driver is None:
                 from prepjit.runtime import native
 
-                src = B.source(platform.machine())
-                key = native.fixed_kernel_key("batch driver", B.VERSION, src)
+                key, src = driver_key()
                 _driver = native.load_fixed_kernel(key, lambda: src, B.SYMBOL, {
                     "function": "prepjit batch driver", "target": "cpu", "specialization": []})
     return _driver
+
+
+def driver_key() -> tuple[str, str]:
+    """(cache key, LLVM IR) of this host's batch driver."""
+    from prepjit.runtime import native
+
+    src = B.source(platform.machine())
+    return native.fixed_kernel_key("batch driver", B.VERSION, src), src
 
 
 def _new_arenas(workers: int, need: int) -> tuple:
