@@ -99,7 +99,8 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     bytes, objects to keep alive until the batch ends) for row i, or raises: the error is appended to
     ``failures`` as (i, exception) and no later row runs. ``done(i)``, if given, is called in the caller's
     thread for each finished row, in order (while other rows run, where rows are published as they come)."""
-    cfunc = driver().cfunc
+    code = driver()
+    cfunc = code.cfunc
     table = np.zeros((n, B.ROW), np.int64)
     sync = np.zeros(32, np.int64)
     sync[_COUNTER], sync[_READY], sync[_LIMIT] = start, start, n
@@ -115,7 +116,9 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         ctl[6], ctl[8] = sync.ctypes.data + 8 * _FINISHED, SPIN if worker else 0
         return ctl
 
-    def work(worker: int, ctl=None, _alive=(table, sync)):  # a worker may return after run() did: keep its memory
+    # A worker may still be in the driver (past its last row, on its way out) when run() returns: it keeps the
+    # memory it reads there and the driver's code alive itself.
+    def work(worker: int, ctl=None, _alive=(table, sync, code)):
         ctl = control(worker) if ctl is None else ctl
         while True:
             ctl[9] = UNLIMITED
