@@ -3,9 +3,11 @@
 ``image.crop_pad`` is an index map with a bounds test (zero outside). ``image.resample`` lowers to torch's two
 separable passes inside the consuming kernel, as loop nests that run before its main nest: the horizontal pass
 — only for the window's columns — into a scratch buffer of the intermediate dtype (uint8 for uint8 images:
-torch rounds and clamps between the passes), then the vertical pass row by row into a window-sized buffer that
-the main nest reads; so resize → crop → to_dtype → normalize → to_chw is one kernel with no full-size
-intermediate.
+torch rounds and clamps between the passes), then the vertical pass row by row: on CPU, where the main nest's
+row loop reads the window's rows in order, each row is computed at the top of that loop's iteration into a
+one-row buffer (still in L1 when read; the working set stays in L2 on a second thread too), otherwise all rows
+before the main nest into a window-sized buffer. So resize → crop → to_dtype → normalize → to_chw is one kernel
+with no full-size intermediate.
 Weight tables come from ``prepjit.kernels.resample`` (the spec), built by the call prologue (``image_tables``) and
 cached by size.
 """
@@ -176,22 +178,31 @@ def _resample(ctx, op, out_idx):
     if a["mode"] in NEAREST_MODES:  # torch's channels-last kernel computes nearest indices its own way
         mode = D.add(mode, D.mul(len(RESAMPLE_MODES), D.call("rs_vectorized", c, a["out_h"], a["out_w"])))
     acc_dt = I32 if path == 0 else dt
+    y_out, x_out, ch = out_idx
+    at_row = ctx.outer is not None and y_out == ctx.outer  # the main nest walks the window's rows in order
     state = ctx.state.get(op)
     if state is None:
-        state = ctx.state[op] = _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt)
-    out = state
-    y_out, x_out, ch = out_idx
+        state = ctx.state[op] = _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt,
+                                                 ctx.outer if at_row else None)
+    out, row_only = state
+    if row_only:  # one row of the window, computed at the top of each iteration of the main nest's row loop
+        ctx.outer_uses.append((op, y_out))
+        return Load(out.name, (x_out, ch), ctx.strides(out), dt)
     return Load(out.name, (y_out, x_out, ch), ctx.strides(out), dt)
 
 
-def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
-    """Loop nests (run before the kernel's main nest) computing the resample window into a small buffer.
+def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt, at_row=None):
+    """Loop nests computing the resample window: (buffer, whether it holds one row only).
 
-    1. horizontal pass, for the window's columns and only the input rows the window's rows read:
-       ``mid[r, j, ch]`` (zero for columns outside the resized image, which the vertical pass then maps to 0
-       exactly); with a static channel count the channels of a pixel share each tap's index and weight;
+    1. horizontal pass (before the kernel's main nest), for the window's columns and only the input rows the
+       window's rows read: ``mid[r, j, ch]`` (zero for columns outside the resized image, which the vertical
+       pass then maps to 0 exactly); with a static channel count the channels of a pixel share each tap's index
+       and weight;
     2. vertical pass row by row, vectorizable: for each output row, ``acc[:] += w[k] * mid[row_k, :]`` over the
-       taps (contiguous rows of ``win_w * C`` values), then rounding/clamping into ``out[y, :]``.
+       taps (contiguous rows of ``win_w * C`` values), then rounding/clamping into ``out[y, :]``. With
+       ``at_row`` (the main nest's row variable, which reads the window's rows in order) the row is computed at
+       the top of each iteration of that loop into a one-row buffer, still in L1 when the main nest reads it;
+       otherwise all rows, before the main nest, into a window-sized buffer.
     """
     a = op.attrs
     n = len(ctx.state)
@@ -203,7 +214,7 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     row_len = D.mul(win_w, c)
     mid = ctx.scratch(dt, (n_rows, win_w, c))
     acc = ctx.scratch(acc_dt, (row_len,))
-    out = ctx.scratch(dt, (win_h, win_w, c))
+    out = ctx.scratch(dt, (win_w, c) if at_row is not None else (win_h, win_w, c))
     out_h, out_w = ctx.dim(a["out_h"]), ctx.dim(a["out_w"])
     lo_e = ctx.dim(lo)
 
@@ -223,6 +234,8 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
 
     # 2. vertical pass, one output row at a time
     vy, vk, vj = (Var(f"rs{n}_v{s}") for s in ("row", "tap", "j"))
+    if at_row is not None:
+        vy = at_row
     r = iadd(vy, ctx.dim(a["top"]))
     rr = _clamp(r, out_h)
     one = (idx(1),)
@@ -233,13 +246,14 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt):
     step = Store(acc.name, (vj,), one, prim("add", Load(acc.name, (vj,), one, acc_dt), term))
     valid = _inside(r, out_h)
     done = select(valid, _finish(Load(acc.name, (vj,), one, acc_dt), yt, dt), const(0, dt))
+    row = (For(vj.name, n_row, (init,)),
+           For(vk.name, yt.load(yt.size, rr), (For(vj.name, n_row, (step,)),)))
+    if at_row is not None:
+        ctx.per_outer.extend(row + (For(vj.name, n_row, (Store(out.name, (vj,), (idx(1),), done),)),))
+        return out, True
     emit = Store(out.name, (vy, vj), (n_row, idx(1)), done)
-    ctx.pre.append(For(vy.name, ctx.dim(win_h), (
-        For(vj.name, n_row, (init,)),
-        For(vk.name, yt.load(yt.size, rr), (For(vj.name, n_row, (step,)),)),
-        For(vj.name, n_row, (emit,)),
-    )))
-    return out
+    ctx.pre.append(For(vy.name, ctx.dim(win_h), row + (For(vj.name, n_row, (emit,)),)))
+    return out, False
 
 
 TILE_ROWS = TILE  # input rows filtered together: one SIMD lane per row, and one transposed tile's side

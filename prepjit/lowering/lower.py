@@ -104,6 +104,14 @@ class _KernelBuilder:
         self.pre: list = []          # loop nests that run before the kernel's main nest (e.g. a resize pass)
         self.extra: list = []        # buffers those need (scratch, tables)
         self.state: dict = {}        # per-op lowering state shared by all uses of an op in this kernel
+        # Computing at the main nest's outermost loop: ``outer`` is that loop's variable while the nest's body is
+        # built (None: not allowed), ``per_outer`` the statements to run at the top of each of its iterations
+        # (e.g. one row of a resize's vertical pass), ``outer_uses`` (op, index expression) pairs that relied on
+        # the index being exactly ``outer`` (checked once the nest is built; the kernel is lowered again without
+        # computing at the loop if one is not).
+        self.outer: Var | None = None
+        self.per_outer: list = []
+        self.outer_uses: list = []
 
     def table(self, maker, args: tuple, dtype, shape: tuple) -> BufferInfo:
         """A read-only array the prologue builds with ``maker(*evaluated args)`` (cached by the maker)."""
@@ -261,16 +269,24 @@ def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set, walked: str
     return (If(cond, (For(var, extent, fast),), (For(var, extent, body),)),)
 
 
-def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_bufs) -> Kernel:
+def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_bufs,
+                              compute_at: bool = True) -> Kernel:
     region = kop.regions[0]
     kb = _KernelBuilder(pb, dict(zip(region.args, arg_bufs)))
     ys = region.terminator.operands
     shape = ys[0].type.shape
     inputs = {b.name for b in arg_bufs if b.kind == "input"}
     order = _loop_order(shape)
+    switch = ys[0].owner if len(ys) == 1 and ys[0].owner is not None else None
+    switch = switch if switch is not None and switch.name == "image.switch" else None
+    # per-row work inside the outermost loop: CPU (the CUDA renderer spreads perfect nests over threads), at
+    # least two loops
+    compute_at = compute_at and pb.target == "cpu" and len(shape) >= 2
+    buffers_before = dict(pb.prog.buffers)
 
     def nest(values):
         def body(vars_):
+            kb.outer = vars_[order[0]] if compute_at else None
             stmts = []
             for y, ob in zip(values, out_bufs):
                 val = kb.convert(kb.emit(y, vars_), ob.dtype)
@@ -279,8 +295,7 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
 
         return _nest([pb.dim(d) for d in shape], "i", body, inputs, order)
 
-    switch = ys[0].owner if len(ys) == 1 and ys[0].owner is not None else None
-    if switch is not None and switch.name == "image.switch":
+    if switch is not None:
         # a choice made once per call: one loop nest per alternative, chosen outside the loops
         sel = pb.dim(switch.attrs["index"])
         loops: tuple = nest([switch.operands[-1]])
@@ -288,9 +303,28 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
             loops = (If(prim("eq", sel, idx(k), dtype=BOOL), nest([switch.operands[k]]), loops),)
     else:
         loops = nest(ys)
+    if kb.per_outer:
+        if any(i != kb.outer for _, i in kb.outer_uses):  # an op read at other rows too: materialize it
+            pb.prog.buffers.clear()
+            pb.prog.buffers.update(buffers_before)
+            return _lower_elementwise_kernel(pb, kop, name, arg_bufs, out_bufs, compute_at=False)
+        loops = _at_outer_loops(loops, tuple(kb.per_outer))
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
            [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs] + _extra_buffers(kb)
     return Kernel(name, bufs, [], tuple(kb.pre) + loops)
+
+
+def _at_outer_loops(stmts: tuple, head: tuple) -> tuple:
+    """``stmts`` (a nest, or a switch's If tree of nests over the same loop variables) with ``head`` at the top of
+    each nest's outermost loop body."""
+    out = []
+    for s in stmts:
+        if isinstance(s, If):
+            s = replace(s, then=_at_outer_loops(s.then, head), other=_at_outer_loops(s.other, head))
+        elif isinstance(s, For):
+            s = replace(s, body=head + tuple(s.body))
+        out.append(s)
+    return tuple(out)
 
 
 def _extra_buffers(kb: _KernelBuilder) -> list:
