@@ -548,3 +548,22 @@ def test_decode_reduce_is_exact_when_it_cannot_apply():
     assert forced(jpg).shape == (250, 300, 3)
     with pytest.raises(ValueError, match="reduce must be"):
         pj.jit_preprocess(lambda b: I.decode(b, reduce=3), signature=(pj.BYTES,))(jpg)
+
+
+def test_resample_rows_computed_in_the_row_loop_or_materialized():
+    """On CPU the vertical pass runs one row at a time inside the main nest's row loop when that loop reads the
+    window's rows in order; a window also read at other rows (here: flipped) is materialized before the main nest
+    instead. Both exact against torch."""
+    img = skdata.chelsea()[::7, ::5].copy()
+    low = eval_tf.ir("lowered", example=(img,))
+    assert low.index("scf.for %i1") < low.index("rs0_vtap")  # the taps loop runs inside the row loop
+
+    @pj.jit_preprocess
+    def both(x):
+        f = I.to_dtype(I.resize(x, [9, 7]), np.float32)
+        return f + I.vertical_flip(f)
+
+    r = _torch_resize(img, 9, 7).permute(1, 2, 0).to(torch.float32).numpy()
+    np.testing.assert_array_equal(both(img), r + r[::-1])
+    low = both.ir("lowered")
+    assert "rs0_vtap" in low and low.index("rs0_vtap") < low.index("scf.for %i0")  # before the main nest
