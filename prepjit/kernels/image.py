@@ -5,9 +5,10 @@ separable passes inside the consuming kernel, as loop nests that run before its 
 — only for the window's columns — into a scratch buffer of the intermediate dtype (uint8 for uint8 images:
 torch rounds and clamps between the passes), then the vertical pass row by row: on CPU, where the main nest's
 row loop reads the window's rows in order, each row is computed at the top of that loop's iteration into a
-one-row buffer (still in L1 when read; the working set stays in L2 on a second thread too), otherwise all rows
-before the main nest into a window-sized buffer. So resize → crop → to_dtype → normalize → to_chw is one kernel
-with no full-size intermediate.
+one-row buffer (still in L1 when read), after the horizontal tiles it newly needs, kept in a ring of mid rows
+(one output row's taps plus a tile) — so the working set stays in L2 whatever the photo's size; otherwise the
+horizontal pass for all rows the window reads, then all window rows, before the main nest. So resize → crop →
+to_dtype → normalize → to_chw is one kernel with no full-size intermediate.
 Weight tables come from ``prepjit.kernels.resample`` (the spec), built by the call prologue (``image_tables``) and
 cached by size.
 """
@@ -212,15 +213,36 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt, at_row=None):
     span = (h, a["out_h"], mode, int(a["antialias"]), path, a["top"], win_h)
     lo, n_rows = D.call("rs_span_lo", *span), D.call("rs_span_len", *span)
     row_len = D.mul(win_w, c)
-    mid = ctx.scratch(dt, (n_rows, win_w, c))
+    tiled = isinstance(c, int) and ctx.pb.target == "cpu"
+    # Rows computed at the main nest's row loop also get their horizontal rows just in time: tile by tile into a
+    # ring of mid rows large enough for one output row's taps plus a tile, instead of every row the window reads
+    ring = at_row is not None and tiled
+    taps_y = D.call("rs_taps", h, a["out_h"], mode, int(a["antialias"]), path)
+    n_mid = D.mul(TILE_ROWS, D.floordiv(D.add(taps_y, 2 * TILE_ROWS - 1), TILE_ROWS)) if ring else n_rows
+    mid = ctx.scratch(dt, (n_mid, win_w, c))
     acc = ctx.scratch(acc_dt, (row_len,))
     out = ctx.scratch(dt, (win_w, c) if at_row is not None else (win_h, win_w, c))
     out_h, out_w = ctx.dim(a["out_h"]), ctx.dim(a["out_w"])
     lo_e = ctx.dim(lo)
 
     # 1. horizontal pass (row tiles are a CPU schedule: SIMD lanes; a GPU gives each output its own thread)
-    if isinstance(c, int) and ctx.pb.target == "cpu":
-        ctx.pre.extend(_horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n))
+    if ring:
+        def tiles_through(y):  # tiles of mid rows up to the last input row output row y reads
+            ry = _clamp(iadd(y, ctx.dim(a["top"])), out_h)
+            last = yt.tap_index(ry, prim("sub", yt.load(yt.size, ry), idx(1)))
+            return prim("idiv", iadd(prim("sub", last, lo_e), idx(TILE_ROWS)), idx(TILE_ROWS))
+
+        done = select(prim("gt", at_row, idx(0), dtype=BOOL), tiles_through(prim("sub", at_row, idx(1))), idx(0))
+        tk = Var(f"rs{n}_tk")
+        first = prim("mul", iadd(done, tk), idx(TILE_ROWS))
+        body = _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n, first,
+                                 prim("irem", first, ctx.dim(n_mid)))
+        ctx.per_outer.append(For(tk.name, prim("sub", tiles_through(at_row), done), body))
+    elif tiled:
+        tile = Var(f"rs{n}_ttile")
+        first = prim("mul", tile, idx(TILE_ROWS))
+        body = _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n, first, first)
+        ctx.pre.append(For(tile.name, ctx.dim(D.floordiv(D.add(n_rows, TILE_ROWS - 1), TILE_ROWS)), body))
     else:
         fr, fx, fc, fk = (Var(f"rs{n}_h{s}") for s in ("row", "col", "ch", "tap"))
         col = iadd(fx, ctx.dim(a["left"]))
@@ -242,6 +264,8 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt, at_row=None):
     n_row = ctx.dim(row_len)
     init = Store(acc.name, (vj,), one, _acc_init(yt, acc_dt))
     mid_row = prim("sub", yt.load(yt.index, rr, vk), lo_e)
+    if ring:
+        mid_row = prim("irem", mid_row, ctx.dim(n_mid))
     term = prim("mul", cast(Load(mid.name, (mid_row, vj), (n_row, idx(1)), dt), acc_dt), yt.load(yt.weights, rr, vk))
     step = Store(acc.name, (vj,), one, prim("add", Load(acc.name, (vj,), one, acc_dt), term))
     valid = _inside(r, out_h)
@@ -259,13 +283,15 @@ def _resample_passes(ctx, op, x, h, w, c, dt, path, mode, acc_dt, at_row=None):
 TILE_ROWS = TILE  # input rows filtered together: one SIMD lane per row, and one transposed tile's side
 
 
-def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n):
+def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_rows, n, first, mid_first):
     """The horizontal pass with rows as SIMD lanes (static channel count).
 
     Channels-last pixels make a per-column fold scalar (each output column has its own taps). Filtering
     TILE_ROWS rows at once instead makes every tap one vector multiply-add over the rows: the tile's columns
     are first transposed to ``tin[col, ch, row]``, filtered into ``tout[j, ch, row]``, then transposed back into
     ``mid``. Each output still accumulates its taps in torch's order, so results are unchanged.
+    Returns the statements for one tile whose first row (relative to the first row the window reads) is
+    ``first``, stored from ``mid``'s row ``mid_first`` on (the same row, or its slot in a ring of mid rows).
     """
     a = op.attrs
     R = TILE_ROWS
@@ -275,10 +301,9 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
     tin = ctx.scratch(dt, (n_cols, c, R))
     tout = ctx.scratch(dt, (win_w, c, R))
     lanes = ctx.scratch(acc_dt, (c * R,))
-    tile, p, ch, lane, j, k, jc = (Var(f"rs{n}_t{s}") for s in ("tile", "col", "ch", "lane", "j", "tap", "jc"))
+    p, ch, lane, j, k, jc = (Var(f"rs{n}_t{s}") for s in ("col", "ch", "lane", "j", "tap", "jc"))
     one = (idx(1),)
     lo_e, rows_e, xlo_e = ctx.dim(lo), ctx.dim(n_rows), ctx.dim(xlo)
-    first = prim("mul", tile, idx(R))
     last_row = prim("sub", iadd(lo_e, rows_e), idx(1))
 
     # transpose in (rows past the end repeat the last one; their results are never copied out)
@@ -317,13 +342,13 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
     n_valid = prim("min", idx(R), prim("sub", rows_e, first))
     row_len = ctx.dim(D.mul(win_w, c))
     def copy(q):
-        return Store(mid.name, (iadd(first, lane), q), (row_len, idx(1)), Load(tout.name, (q, lane), (idx(R), idx(1)), dt))
+        return Store(mid.name, (iadd(mid_first, lane), q), (row_len, idx(1)),
+                     Load(tout.name, (q, lane), (idx(R), idx(1)), dt))
 
     transpose_out = If(prim("eq", n_valid, idx(R), dtype=BOOL), _tiles(ctx, D.mul(win_w, c), lane, n, copy),
                        (For(lane.name, n_valid, (For(jc.name, row_len, (copy(jc),)),)),))
 
-    n_tiles = ctx.dim(D.floordiv(D.add(n_rows, R - 1), R))
-    return [For(tile.name, n_tiles, (*transpose_in, filt, transpose_out))]
+    return (*transpose_in, filt, transpose_out)
 
 
 def _tiles(ctx, length, lane, n, store_at) -> tuple:
