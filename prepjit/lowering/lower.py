@@ -282,7 +282,7 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
     # per-row work inside the outermost loop: CPU (the CUDA renderer spreads perfect nests over threads), at
     # least two loops
     compute_at = compute_at and pb.target == "cpu" and len(shape) >= 2
-    buffers_before = dict(pb.prog.buffers)
+    before = (dict(pb.prog.buffers), dict(pb.prog.params), dict(pb.dim_params))  # restored to lower again
 
     def nest(values):
         def body(vars_):
@@ -305,8 +305,9 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
         loops = nest(ys)
     if kb.per_outer:
         if any(i != kb.outer for _, i in kb.outer_uses):  # an op read at other rows too: materialize it
-            pb.prog.buffers.clear()
-            pb.prog.buffers.update(buffers_before)
+            for now, then in zip((pb.prog.buffers, pb.prog.params, pb.dim_params), before):
+                now.clear()
+                now.update(then)
             return _lower_elementwise_kernel(pb, kop, name, arg_bufs, out_bufs, compute_at=False)
         loops = _at_outer_loops(loops, tuple(kb.per_outer))
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
