@@ -399,7 +399,7 @@ class BertTokenizer:
         what = ("text", "text_pair")
         workers = max(1, min(threads or available_cpus(), (n + 15) // 16))
         flat = not (trunc or padding == "max_length")
-        if not flat:  # fixed-width rows: each chunk's samples are encoded by the worker that tokenizes them
+        if not flat:  # fixed-width rows: each chunk's texts are encoded when its row is prepared
             width = _round_up(max_length, mult)
             out_off = np.arange(n, dtype=np.int64) * width
             row_cap = np.full(n, width, np.int64)
@@ -461,11 +461,11 @@ class BertTokenizer:
 
         if ragged:  # mask rows (and a single sequence's type ids) are constant: shared rows (_constant_rows)
             ones = _constant_rows(1, range(width + 1), dtype)
-            zeros = _constant_rows(0, range(width + 1), dtype)
+            zeros = None if pair else _constant_rows(0, range(width + 1), dtype)
 
         def finished(k):
             lo, hi = chunks[k]
-            views[k] = _ragged_rows(ids, types if pair else zeros, ones, out_off[lo:hi], lens[lo:hi])
+            views[k] = _ragged_rows(ids, types, ones, zeros, out_off[lo:hi], lens[lo:hi])
 
         failures: list = []
         native_batch.run(prepare, 0, nchunks, min(workers, nchunks), pool(workers - 1) if workers > 1 else None,
@@ -511,12 +511,13 @@ class BertTokenizer:
                 "attention_mask": list(map(_constant_rows(1, set(ls), dtype).__getitem__, ls))}
 
 
-def _ragged_rows(ids: np.ndarray, types, ones: dict, starts: np.ndarray, lens: np.ndarray) -> list:
+def _ragged_rows(ids: np.ndarray, types: np.ndarray, ones: dict, zeros, starts: np.ndarray, lens: np.ndarray) -> list:
     """[id rows, type-id rows, mask rows] of a chunk of unpadded samples: views of the rows' tokens, and shared
-    constant rows where ``types`` (for a single sequence) and ``ones`` are {length: row} (:func:`_constant_rows`)."""
+    constant rows from {length: row} tables (:func:`_constant_rows`): ``ones`` for masks, ``zeros`` for a single
+    sequence's type ids (None for pairs, whose type ids are views too)."""
     ls = lens.tolist()
     return [_views(ids, starts, lens),
-            list(map(types.__getitem__, ls)) if isinstance(types, dict) else _views(types, starts, lens),
+            _views(types, starts, lens) if zeros is None else list(map(zeros.__getitem__, ls)),
             list(map(ones.__getitem__, ls))]
 
 

@@ -81,21 +81,15 @@ addr = _data_address()
 _thread_temps = threading.local()
 
 
-def arena(nbytes: int = 0) -> tuple[int, int]:
-    """(address, size) of this thread's scratch arena (64-byte aligned, at least ``nbytes``), reused across calls
-    and grown when a call needs more. Kernels see only addresses: the arena outlives the call, this thread keeps
-    it. (Fresh allocations of large arrays page-fault on every call, and faults serialize threads.)"""
+def _temp(nbytes: int) -> int:
+    """Address of this thread's scratch arena (64-byte aligned, at least ``nbytes``), reused across calls and
+    grown when a call needs more. Kernels see only addresses: the arena outlives the call, this thread keeps it.
+    (Fresh allocations of large arrays page-fault on every call, and faults serialize threads.)"""
     entry = getattr(_thread_temps, "arena", None)
     if entry is None or entry[1] < nbytes:
         buf = np.empty(max(nbytes, 1) + 64, np.uint8)
-        entry = _thread_temps.arena = (buf, max(nbytes, 1), buf.ctypes.data + (-buf.ctypes.data) % 64)
-    return entry[2], entry[1]
-
-
-def _temp(nbytes: int) -> int:
-    """Address of this thread's arena, at least ``nbytes`` long (the prologue's temporaries)."""
-    entry = getattr(_thread_temps, "arena", None)
-    return entry[2] if entry is not None and entry[1] >= nbytes else arena(nbytes)[0]
+        entry = _thread_temps.arena = (buf, nbytes, buf.ctypes.data + (-buf.ctypes.data) % 64)
+    return entry[2]
 
 
 @lru_cache(maxsize=8192)
