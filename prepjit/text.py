@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import threading
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -375,6 +376,20 @@ class BertTokenizer:
         L = _round_up(n, mult) if padding == "longest" else n
         return out if L == out.shape[1] else np.ascontiguousarray(out[:, :L])
 
+    def _batch_row(self, pair: bool, add: bool, trunc: int, budget: int, pad_to: int, wspace: int) -> np.ndarray:
+        """A batch row's argument slots that are the same for every chunk and batch of these options (the word
+        buffer and truncation scratch as offsets into the worker's arena)."""
+        from prepjit.lowering.text_kernel import ARGS
+
+        key = ("batch row", pair, add, trunc, budget, pad_to, wspace)
+        row = self._plans.get(key)
+        if row is None:
+            common = dict(ctx=self._context().ctypes.data, pair=int(pair), add_special=int(add), trunc=trunc,
+                          budget=budget, pad_to=pad_to, cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id,
+                          pad_type_id=self.pad_type_id, wbuf=0, scratch=wspace)
+            row = self._plans[key] = np.array([common.get(a, 0) for a in ARGS], np.int64)
+        return row
+
     def _encode(self, cols, opts, dtype, threads):
         from prepjit.lowering.text_kernel import ARGS, STATUS_TOO_LONG, STATUS_TRUNC, TRUNC, load_kernel
         from prepjit.runtime import batch as native_batch
@@ -399,10 +414,11 @@ class BertTokenizer:
         what = ("text", "text_pair")
         workers = max(1, min(threads or available_cpus(), (n + 15) // 16))
         flat = not (trunc or padding == "max_length")
+        chunks = _chunking(n, workers)
+        nchunks = len(chunks)
         if not flat:  # fixed-width rows: each chunk's texts are encoded when its row is prepared
             width = _round_up(max_length, mult)
-            out_off = np.arange(n, dtype=np.int64) * width
-            row_cap = np.full(n, width, np.int64)
+            out_off, row_cap = _fixed_rows(n, width)
             pad_to = width
             size = n * width
             prepared = None
@@ -418,46 +434,44 @@ class BertTokenizer:
         from prepjit.runtime import outputs  # large buffers on recycled memory (see prepjit.runtime.outputs)
 
         ids, types, mask = (outputs.empty((max(size, 1),), dtype) for _ in range(3))
-        lens = np.zeros(n, np.int64)
-        status = np.zeros(n, np.int64)
+        lens_status = np.zeros((2, n), np.int64)
+        lens, status = lens_status
         kernel = load_kernel(dtype.itemsize * 8)
-        ctx = self._context()
         wbytes = 6 * self.max_input_chars_per_word + 16  # the word, then the run of marks (see text_kernel)
         # Chunks of samples are rows of the native batch driver (prepjit.runtime.batch): this thread encodes a
         # chunk's texts and publishes its arguments; worker threads tokenize published chunks without taking the
         # GIL, each word buffer and truncation scratch in the worker's own arena (relocated slots).
-        size_per = min(CHUNK_MAX, max(16, -(-n // (CHUNKS_PER_WORKER * workers))))
-        nchunks = -(-n // size_per)
-        chunks = [(lo, min(n, lo + size_per)) for lo in range(0, n, size_per)]
         ragged = padding is False and not flat  # rows returned as views, made chunk by chunk as chunks finish
-        common = dict(ctx=ctx.ctypes.data, ids=ids.ctypes.data, types=types.ctypes.data, mask=mask.ctypes.data,
-                      pair=int(pair), add_special=int(add), trunc=trunc, budget=budget, pad_to=pad_to,
-                      cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id, pad_type_id=self.pad_type_id)
-        slot = {a: k for k, a in enumerate(ARGS)}
         wspace = -(-wbytes // 64) * 64
-        common.update(wbuf=0, scratch=wspace)  # offsets into the worker's arena
-        argtab = np.repeat(np.array([[common.get(a, 0) for a in ARGS]], np.int64), nchunks, 0)
-        relocs = np.array([slot["wbuf"], slot["scratch"]], np.int64)
+        slot, relocs = _batch_slots()
+        common = self._batch_row(pair, add, trunc, budget, pad_to, wspace).copy()
+        common[slot["ids"]], common[slot["types"]], common[slot["mask"]] = addr(ids), addr(types), addr(mask)
+        argtab = np.repeat(common[None], nchunks, 0)
+        rows_at = [(slot[name], addr(arr)) for name, arr in (("out_off", out_off), ("row_cap", row_cap),
+                                                            ("lens", lens), ("status", status))]
         need = wspace + max(budget, 1) * dtype.itemsize
         views: list = [None] * nchunks
         at = argtab.ctypes.data
         cols_at = [(c, what[j]) for j, c in enumerate(cols)]
-
-        rows_at = [(slot[name], addr(arr)) for name, arr in (("out_off", out_off), ("row_cap", row_cap),
-                                                            ("lens", lens), ("status", status))]
         relocs_at = addr(relocs)
+        kernel_at, row_bytes = kernel.address, 8 * len(ARGS)
+        da, oa, db, ob, re = slot["data_a"], slot["off_a"], slot["data_b"], slot["off_b"], slot["row_end"]
 
         def prepare(k):
             lo, hi = chunks[k]
-            data = [_prepare(c[lo:hi], w, lo) for c, w in cols_at] if prepared is None else prepared
             args = argtab[k]
-            offs = [addr(d[1]) + (0 if prepared is None else 8 * lo) for d in data]
-            args[slot["data_a"]], args[slot["off_a"]] = addr(data[0][0]), offs[0]
-            args[slot["data_b"]], args[slot["off_b"]] = addr(data[-1][0]), offs[-1]
             for j, base in rows_at:
-                args[j] = base + 8 * lo  # per-row arrays from row lo
-            args[slot["row_begin"]], args[slot["row_end"]] = 0, hi - lo
-            return kernel.address, at + k * 8 * len(ARGS), relocs_at, len(relocs), need, data
+                args[j] = base + 8 * lo  # per-row arrays from the chunk's first row
+            args[re] = hi - lo
+            if prepared is None:
+                data = [_prepare(c[lo:hi], w, lo) for c, w in cols_at]
+                args[da], args[oa] = addr(data[0][0]), addr(data[0][1])
+                args[db], args[ob] = addr(data[-1][0]), addr(data[-1][1])
+            else:
+                data = prepared
+                args[da], args[oa] = addr(data[0][0]), addr(data[0][1]) + 8 * lo
+                args[db], args[ob] = addr(data[-1][0]), addr(data[-1][1]) + 8 * lo
+            return kernel_at, at + k * row_bytes, relocs_at, 2, need, data
 
         if ragged:  # mask rows (and a single sequence's type ids) are constant: shared rows (_constant_rows)
             ones = _constant_rows(1, range(width + 1), dtype)
@@ -630,6 +644,33 @@ def _select(out: dict, want_mask: bool, want_types: bool) -> dict:
 
 CHUNK_MAX = 128  # texts per chunk (a row of the batch driver), at most
 CHUNKS_PER_WORKER = 16  # at least, where the batch is large enough: the last chunks balance the threads
+
+
+@cache
+def _batch_slots() -> tuple:
+    """({argument name: slot}, the relocated slots (word buffer, truncation scratch)) of the tokenizer kernel."""
+    from prepjit.lowering.text_kernel import ARGS
+
+    slot = {a: k for k, a in enumerate(ARGS)}
+    return slot, np.array([slot["wbuf"], slot["scratch"]], np.int64)
+
+
+@lru_cache(maxsize=32)
+def _chunking(n: int, workers: int) -> list:
+    """[(lo, hi)]: the chunks of a batch of n texts. With several workers, the last texts (one full chunk a
+    worker) go in quarter-size chunks, so that the threads finish within a small chunk of each other."""
+    size = min(CHUNK_MAX, max(16, -(-n // (CHUNKS_PER_WORKER * workers))))
+    tail = min(n, workers * size) if workers > 1 else 0
+    return list(itertools.pairwise([*range(0, n - tail, size), *range(n - tail, n, max(4, size // 4)), n]))
+
+
+@lru_cache(maxsize=32)
+def _fixed_rows(n: int, width: int) -> tuple:
+    """(row offsets, row capacities) of n rows of ``width`` tokens (read-only: shared by batches of that size)."""
+    out_off = np.arange(n, dtype=np.int64) * width
+    row_cap = np.full(n, width, np.int64)
+    out_off.flags.writeable = row_cap.flags.writeable = False
+    return out_off, row_cap
 
 def _prepare(texts, what: str, first: int = 0):
     """Samples (str or UTF-8 bytes) → (uint8 buffer, int64 offsets). Errors name the sample (``first`` + index)."""

@@ -439,6 +439,20 @@ def test_ragged_rows_from_many_chunks_on_worker_threads(uncased):
         assert ids[0][0] == 7 and ids[1][0] == hf.encode(texts[1]).ids[0]
 
 
+@given(n=st.integers(1, 5000), workers=st.integers(1, 4))
+@settings(max_examples=200, deadline=None)
+def test_batch_chunks_cover_the_batch_and_end_small(n, workers):
+    """Chunks (rows of the batch driver) cover every text once, in order, at most CHUNK_MAX each; with several
+    workers the last worker-count full chunks are split in quarters so the threads finish together."""
+    chunks = T._chunking(n, workers)
+    assert chunks[0][0] == 0 and chunks[-1][1] == n
+    assert all(lo < hi and hi == nxt for (lo, hi), (nxt, _) in zip(chunks, chunks[1:] + [(n, None)]))
+    sizes = [hi - lo for lo, hi in chunks]
+    assert max(sizes) <= T.CHUNK_MAX
+    if workers > 1 and len(chunks) > 4 * workers:
+        assert max(sizes[-2 * workers:]) <= max(4, max(sizes) // 4)
+
+
 def test_batch_of_a_tokenizing_function_is_one_native_pass(uncased, monkeypatch):
     """A function that only returns tokenizer rows batches in one pass; one that composes batches per sample."""
     tok, _ = uncased

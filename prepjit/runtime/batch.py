@@ -108,6 +108,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
              sync.ctypes.data + 8 * _LIMIT)
     published = threading.Condition()
     waiting = [0]
+    entered = [0]  # workers that have been in native code: until all have, the caller runs rows early
     finished = [start]  # rows below it have been passed to done()
 
     def control(worker: int) -> np.ndarray:
@@ -120,6 +121,8 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     # memory it reads there and the driver's code alive itself.
     def work(worker: int, ctl=None, _alive=(table, sync, code)):
         ctl = control(worker) if ctl is None else ctl
+        if worker:
+            entered[0] += 1  # (under the GIL, which cfunc releases before the caller can look)
         while True:
             ctl[9] = UNLIMITED
             cfunc(ctl.ctypes.data)
@@ -166,7 +169,10 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
                 if waiting[0]:
                     with published:
                         published.notify_all()
-                if i + 1 - sync[_COUNTER] > ahead:
+                unclaimed = i + 1 - sync[_COUNTER]
+                # A worker needs the GIL once to enter the driver, and this thread holds it while preparing:
+                # running a row here hands it over, so workers start at the second row, not after `ahead`.
+                if unclaimed > ahead or (unclaimed > 1 and entered[0] < workers - 1):
                     mine[9] = 1
                     cfunc(mine.ctypes.data)
                 if done is not None:
