@@ -58,8 +58,13 @@ def _per_sample(monkeypatch, fn, *args, **kw):
         monkeypatch.setattr(native_batch, "ENABLED", True)
 
 
+RESIDENT = [True, False] if native_batch.RESIDENT else [False]  # resident native workers, or pool threads
+
+
+@pytest.mark.parametrize("resident", RESIDENT)
 @pytest.mark.parametrize("threads", [1, 2, 3, 5])
-def test_ragged_batch_equals_single_calls_and_per_sample_path(threads, runs, monkeypatch):
+def test_ragged_batch_equals_single_calls_and_per_sample_path(threads, resident, runs, monkeypatch):
+    monkeypatch.setattr(native_batch, "RESIDENT", resident)
     imgs = _images(np.random.default_rng(threads), 37)
     got = eval_tf.batch(imgs, threads=threads)
     assert runs == [(37, threads)]
@@ -78,8 +83,10 @@ def test_random_ops_key_on_the_sample_index_in_any_split(streaming, monkeypatch)
     np.testing.assert_array_equal(np.concatenate(parts), one)
 
 
-def test_many_tiny_samples_workers_wait_for_rows(runs):
+@pytest.mark.parametrize("resident", RESIDENT)
+def test_many_tiny_samples_workers_wait_for_rows(resident, runs, monkeypatch):
     """Rows cost less to run than to prepare: workers catch up with the caller and wait (spin, then sleep)."""
+    monkeypatch.setattr(native_batch, "RESIDENT", resident)
     f = pj.jit_preprocess(lambda x: x * 3 - 1)
     xs = [np.full((2, 2), k, np.float32) for k in range(600)]
     for threads in (2, 3):
@@ -147,8 +154,11 @@ def test_output_shape_mismatch_and_non_value_errors(monkeypatch):
     np.testing.assert_array_equal(eval_tf.batch(imgs, threads=2), np.stack([eval_tf(im) for im in imgs]))
 
 
-def test_concurrent_batches_from_several_threads():
-    """Each calling thread keeps its own scratch arenas; batches from several threads at once stay correct."""
+@pytest.mark.parametrize("resident", RESIDENT)
+def test_concurrent_batches_from_several_threads(resident, monkeypatch):
+    """Each calling thread keeps its own scratch arenas (and takes its own group of resident workers); batches
+    from several threads at once stay correct."""
+    monkeypatch.setattr(native_batch, "RESIDENT", resident)
     imgs = _images(np.random.default_rng(9), 16, 4, 140)
     want = np.stack([eval_tf(im) for im in imgs])
     errors = []
@@ -193,3 +203,50 @@ def test_driver_loaded_by_elf_and_by_lljit_runs_the_same(monkeypatch):
     monkeypatch.setattr(native_batch, "_driver", native._load_lljit(obj, B.SYMBOL))
     for threads in (1, 2):
         np.testing.assert_array_equal(eval_tf.batch(imgs, threads=threads), want)
+
+
+@pytest.mark.skipif(not native_batch.RESIDENT, reason="resident workers need Linux futexes on x86-64")
+def test_resident_workers_take_rows_sleep_between_batches_and_leave_each_batch():
+    """Resident workers wait for batches in native code: asleep on a futex between batches (woken by the next
+    post), asleep when rows run out mid-batch (woken by the next published row). They run rows, and every
+    batch they were given is acknowledged (left) before .batch returns."""
+    import time
+
+    f = pj.jit_preprocess(lambda x: (x * 2 + 1).sum(axis=0))
+    xs = [np.full((300, 400), k, np.float32) for k in range(40)]
+    want = np.stack([(x * 2 + 1).sum(axis=0) for x in xs])
+    ran = 0
+    for _ in range(6):
+        time.sleep(0.06)  # past the spin: the workers are asleep when the batch is posted
+        np.testing.assert_array_equal(f.batch(xs, threads=3), want)
+        groups = list(native_batch._resident_all)
+        assert groups and all(h[0] == h[2] for g in groups for h in g.homes)  # seq == ack: left the batch
+        ran = sum(int(c[5]) for g in groups for c in g.ctls)
+        if ran:
+            break
+    assert ran > 0  # the workers, not only the caller, ran rows
+
+
+def test_process_with_resident_workers_exits_and_forks_cleanly():
+    """The workers stop before interpreter teardown frees their code; a forked child (which has none of the
+    parent's threads) starts its own."""
+    import subprocess
+    import sys
+
+    code = """
+import os, numpy as np, prepjit as pj
+f = pj.jit_preprocess(lambda x: x * 2 + 1)
+xs = [np.full((64, 64), k, np.float32) for k in range(50)]
+want = np.stack(xs) * 2 + 1
+assert (f.batch(xs, threads=2) == want).all()
+pid = os.fork()
+if pid == 0:
+    ok = (f.batch(xs, threads=2) == want).all() and (f.batch(xs, threads=3) == want).all()
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert (f.batch(xs, threads=2) == want).all()
+print("done")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "done", (r.returncode, r.stderr[-2000:])

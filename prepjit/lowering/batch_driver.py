@@ -23,6 +23,7 @@ Control block (int64 words, one per worker thread)::
                 publishes rows itself, returns at once)
     9 budget    rows to run before returning PAUSED (counted down): the preparing thread runs rows between
                 preparing others
+   10 sleepers  address of the count of resident workers asleep until a row is published (``worker_source``)
 
 The driver never returns to Python for anything a row needs (the preparing thread holds the GIL for long
 stretches, so a worker waiting for it would idle): the preparer sizes the arenas before publishing a row.
@@ -30,9 +31,9 @@ stretches, so a worker waiting for it would idle): the preparer sizes the arenas
 from __future__ import annotations
 
 SYMBOL = "prepjit_batch_driver"
-VERSION = "6"
+VERSION = "7"
 ROW = 5
-CTL_WORDS = 10
+CTL_WORDS = 11
 DONE, STARVED, PAUSED = 0, 1, 2
 # (name, word, type loaded or None for just its address) of the control block and of a table row
 CTL_FIELDS = [("table", 0, "ptr"), ("counter", 1, "ptr"), ("ready", 2, "ptr"), ("limit", 3, "ptr"),
@@ -51,18 +52,25 @@ def _fields(base: str, fields) -> str:
     return "\n".join(lines)
 
 
+def _pause(machine: str) -> tuple[str, str]:
+    """(declaration, call) of the spin-wait hint of ``machine`` (none where unknown)."""
+    if machine in ("x86_64", "AMD64", "i386", "i686"):
+        return "declare void @llvm.x86.sse2.pause()", "call void @llvm.x86.sse2.pause()"
+    if machine in ("aarch64", "arm64"):
+        return "declare void @llvm.aarch64.hint(i32)", "call void @llvm.aarch64.hint(i32 1)"
+    return "", ""
+
+
 def source(machine: str) -> str:
     """The driver's LLVM IR; ``machine``: the host architecture (the spin-wait hint is per architecture)."""
-    if machine in ("x86_64", "AMD64", "i386", "i686"):
-        pause_decl, pause = "declare void @llvm.x86.sse2.pause()", "call void @llvm.x86.sse2.pause()"
-    elif machine in ("aarch64", "arm64"):
-        pause_decl, pause = "declare void @llvm.aarch64.hint(i32)", "call void @llvm.aarch64.hint(i32 1)"
-    else:
-        pause_decl, pause = "", ""
-    return f"""
-{pause_decl}
+    pause_decl, _ = _pause(machine)
+    return f"{pause_decl}\n{_driver_ir(machine, SYMBOL, '')}"
 
-define void @{SYMBOL}(ptr %ctl) {{
+
+def _driver_ir(machine: str, name: str, linkage: str) -> str:
+    _, pause = _pause(machine)
+    return f"""
+define {linkage} void @{name}(ptr %ctl) {{
 entry:
 {_fields("ctl", CTL_FIELDS)}
   br label %claim
@@ -158,6 +166,129 @@ next:
 
 done:
   store i64 {DONE}, ptr %status.p
+  ret void
+}}
+"""
+
+
+# -- resident workers (Linux): threads that stay in native code between batches -------------------------------
+WORKER_SYMBOL = "prepjit_batch_worker"
+FUTEX_SYSCALL = {"x86_64": 202, "AMD64": 202}  # SYS_futex; resident workers exist where it is listed
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
+FUTEX_TIMEOUT_NS = 50_000_000  # a sleeper looks again after this long, whatever a wake-up did
+HOME_WORDS = 8
+# Home block of a resident worker (int64 words):
+#   0 seq    batches posted to it (the caller counts up; the low 32 bits are the futex word it sleeps on)
+#   1 ctl    address of its control block for the batch posted last
+#   2 ack    the last batch it has left: it reads none of that batch's memory after storing it
+#   3 quit   nonzero: return to the caller of the worker function
+#   4 spin   pauses it waits for a new batch before sleeping
+# Control block word 10 (sleepers): address of the count of workers asleep waiting for a row to be published.
+
+
+def worker_source(machine: str) -> str:
+    """LLVM IR of the resident worker loop (``WORKER_SYMBOL``, one argument: its home block): wait for a posted
+    batch (spinning, then asleep on a futex), run the driver on it until no row is left, sleeping on the
+    published-row count whenever the driver reports STARVED, acknowledge, repeat. A worker never needs the
+    GIL, so it starts on a batch's first published row instead of after the preparing thread first lets go of
+    the GIL."""
+    pause_decl, pause = _pause(machine)
+    sys_futex = FUTEX_SYSCALL[machine]
+    drv = "prepjit_batch_driver_resident"
+    futex_wait = (f"call i64 (i64, ...) @syscall(i64 {sys_futex}, ptr %{{addr}}, i64 {FUTEX_WAIT_PRIVATE}, "
+                  f"i64 %{{val}}, ptr @timeout)")
+    return f"""
+{pause_decl}
+declare i64 @syscall(i64, ...)
+@timeout = internal constant [2 x i64] [i64 0, i64 {FUTEX_TIMEOUT_NS}]
+{_driver_ir(machine, drv, "internal")}
+
+define void @{WORKER_SYMBOL}(ptr %home) {{
+entry:
+  %seq.p = getelementptr i64, ptr %home, i64 0
+  %ctl.pp = getelementptr i64, ptr %home, i64 1
+  %ack.p = getelementptr i64, ptr %home, i64 2
+  %quit.p = getelementptr i64, ptr %home, i64 3
+  %hspin.p = getelementptr i64, ptr %home, i64 4
+  %hspin = load i64, ptr %hspin.p
+  br label %wait
+
+wait:
+  %k = phi i64 [ 0, %entry ], [ %k1, %idle.pause ], [ 0, %idle.sleep ], [ 0, %batch.done ]
+  %quit = load atomic i64, ptr %quit.p acquire, align 8
+  %stop = icmp ne i64 %quit, 0
+  br i1 %stop, label %exit, label %look
+
+look:
+  %seq = load atomic i64, ptr %seq.p acquire, align 8
+  %ack = load i64, ptr %ack.p
+  %new = icmp ne i64 %seq, %ack
+  br i1 %new, label %batch, label %idle
+
+idle:
+  %tired = icmp sge i64 %k, %hspin
+  br i1 %tired, label %idle.sleep, label %idle.pause
+
+idle.pause:
+  {pause}
+  %k1 = add i64 %k, 1
+  br label %wait
+
+idle.sleep:
+  %seq32 = and i64 %seq, 4294967295
+  {futex_wait.format(addr="seq.p", val="seq32")}
+  br label %wait
+
+batch:
+  %ctlv = load i64, ptr %ctl.pp
+  %ctl = inttoptr i64 %ctlv to ptr
+  %counter.pp = getelementptr i64, ptr %ctl, i64 1
+  %counter.v = load i64, ptr %counter.pp
+  %counter = inttoptr i64 %counter.v to ptr
+  %ready.pp = getelementptr i64, ptr %ctl, i64 2
+  %ready.v = load i64, ptr %ready.pp
+  %ready = inttoptr i64 %ready.v to ptr
+  %limit.pp = getelementptr i64, ptr %ctl, i64 3
+  %limit.v = load i64, ptr %limit.pp
+  %limit = inttoptr i64 %limit.v to ptr
+  %sleepers.pp = getelementptr i64, ptr %ctl, i64 10
+  %sleepers.v = load i64, ptr %sleepers.pp
+  %sleepers = inttoptr i64 %sleepers.v to ptr
+  %status.p = getelementptr i64, ptr %ctl, i64 7
+  %budget.p = getelementptr i64, ptr %ctl, i64 9
+  br label %drive
+
+drive:
+  store i64 {1 << 62}, ptr %budget.p
+  call void @{drv}(ptr %ctl)
+  %status = load i64, ptr %status.p
+  %finished = icmp eq i64 %status, {DONE}
+  br i1 %finished, label %batch.done, label %starved
+
+starved:  ; count itself asleep first, then look: a publisher that stores the count, then reads the sleepers, wakes it
+  %s0 = atomicrmw add ptr %sleepers, i64 1 seq_cst
+  %r = load atomic i64, ptr %ready seq_cst, align 8
+  %c = load atomic i64, ptr %counter seq_cst, align 8
+  %l = load atomic i64, ptr %limit seq_cst, align 8
+  %has = icmp slt i64 %c, %r
+  %over = icmp sge i64 %c, %l
+  %go = or i1 %has, %over
+  br i1 %go, label %woke, label %sleep
+
+sleep:
+  %r32 = and i64 %r, 4294967295
+  {futex_wait.format(addr="ready", val="r32")}
+  br label %woke
+
+woke:
+  %s1 = atomicrmw sub ptr %sleepers, i64 1 seq_cst
+  br label %drive
+
+batch.done:
+  store atomic i64 %seq, ptr %ack.p release, align 8
+  br label %wait
+
+exit:
   ret void
 }}
 """

@@ -14,9 +14,11 @@ rows before it and the error names it, as in the per-sample path.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import struct
+import sys
 import threading
 import time
 
@@ -26,12 +28,18 @@ from prepjit.lowering import batch_driver as B
 
 ENABLED = os.environ.get("PREPJIT_NATIVE_BATCH", "1") != "0"  # 0: one ctypes call per sample (comparisons)
 STREAMING = platform.machine() in ("x86_64", "AMD64", "i386", "i686")
+# Resident workers (threads that wait for batches in native code, see ``_Resident``) where futexes exist;
+# PREPJIT_RESIDENT_WORKERS=0: pool threads that enter the driver from Python for each batch (comparisons)
+RESIDENT = (STREAMING and sys.platform.startswith("linux") and platform.machine() in B.FUTEX_SYSCALL
+            and os.environ.get("PREPJIT_RESIDENT_WORKERS", "1") != "0")
 SPIN = 1 << 14  # pauses (~0.1-0.5 ms) a worker waits for an unpublished row before sleeping on the condition
 AHEAD = 8  # rows (per worker) kept published and unclaimed before the caller runs one itself
 UNLIMITED = 1 << 62  # a worker's row budget
 CHUNK_SLOTS = 8192  # int64 argument slots per buffer of packed rows
 _ROW = struct.Struct(f"{B.ROW}q")
-_COUNTER, _READY, _LIMIT, _FINISHED = 0, 8, 16, 24  # words of the shared sync array: one 64-byte line each
+_COUNTER, _READY, _LIMIT, _FINISHED, _SLEEPERS = 0, 8, 16, 24, 32  # words of the sync array: a 64-byte line each
+_SYNC_WORDS = 40
+_SEQ, _CTL, _ACK, _QUIT, _HOME_SPIN = range(5)  # words of a resident worker's home block (batch_driver)
 
 _driver = None
 _driver_lock = threading.Lock()
@@ -58,6 +66,117 @@ def driver_key() -> tuple[str, str]:
 
     src = B.source(platform.machine())
     return native.fixed_kernel_key("batch driver", B.VERSION, src), src
+
+
+_worker_code = None
+_resident_free: list = []  # idle groups of resident workers (one group per batch running at a time)
+_resident_all: list = []  # every group of this process, stopped at exit
+_immortal: list = []
+_resident_lock = threading.Lock()
+_libc = None
+
+
+def _futex_wake(addr: int) -> None:
+    """Wake every thread asleep on the futex word at ``addr``."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.syscall.restype = ctypes.c_long  # (an int argument without argtypes is passed as 32 bits)
+        lib.syscall.argtypes = (ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_long)
+        _libc = lib
+    _libc.syscall(B.FUTEX_SYSCALL[platform.machine()], addr, B.FUTEX_WAKE_PRIVATE, 1 << 30)
+
+
+class _Resident:
+    """Worker threads that stay in native code between batches (``batch_driver.worker_source``).
+
+    A pool thread entering the driver from Python needs the GIL once per batch, and the preparing thread holds
+    it while it prepares rows: the worker starts only when the caller first runs a row, and on a virtual
+    machine its wake-up costs tens to hundreds of µs more. A resident worker waits for a posted batch in native
+    code (spinning briefly, then asleep on a futex), runs it and acknowledges it, never taking the GIL. One batch
+    uses a group at a time; concurrent batches (from several threads) take separate groups."""
+
+    def __init__(self):
+        self.homes: list = []
+        self.ctls: list = []
+        self.threads: list = []
+        self.sync = np.zeros(_SYNC_WORDS, np.int64)
+
+    def grow(self, n: int) -> None:
+        global _worker_code
+        if _worker_code is None:
+            with _driver_lock:
+                if _worker_code is None:
+                    from prepjit.runtime import native
+
+                    src = B.worker_source(platform.machine())
+                    _worker_code = native.load_fixed_kernel(
+                        native.fixed_kernel_key("batch worker", B.VERSION, src), lambda: src, B.WORKER_SYMBOL,
+                        {"function": "prepjit batch worker", "target": "cpu", "specialization": []})
+        while len(self.homes) < n:
+            home = np.zeros(B.HOME_WORDS, np.int64)
+            home[_HOME_SPIN] = SPIN
+            t = threading.Thread(target=_worker_code.cfunc, args=(home.ctypes.data,), daemon=True,
+                                 name=f"prepjit-batch-{len(self.homes) + 1}")
+            t.start()  # (a group's code, home and control blocks are never freed: its threads run on them)
+            self.homes.append(home)
+            self.ctls.append(np.zeros(B.CTL_WORDS, np.int64))
+            self.threads.append(t)
+
+    def idle(self) -> None:
+        """Wait until every worker has left the last batch posted to it (an instant after its last row)."""
+        for home in self.homes:
+            while home[_ACK] != home[_SEQ]:
+                _futex_wake(self.sync.ctypes.data + 8 * _READY)
+                time.sleep(0)
+
+    def post(self, n: int, fill) -> None:
+        """Give the batch to workers 1..n: ``fill(k, ctl)`` writes worker k's control block, then it is woken."""
+        for k in range(1, n + 1):
+            home, ctl = self.homes[k - 1], self.ctls[k - 1]
+            fill(k, ctl)
+            home[_CTL] = ctl.ctypes.data
+            home[_SEQ] += 1  # (x86: stores are seen in order, the control block before the batch number)
+            _futex_wake(home.ctypes.data + 8 * _SEQ)
+
+
+def _take_resident(n: int) -> _Resident:
+    with _resident_lock:
+        group = _resident_free.pop() if _resident_free else None
+    if group is None:
+        group = _Resident()
+        _resident_all.append(group)
+    group.grow(n)
+    group.idle()
+    return group
+
+
+def _give_back_resident(group: _Resident) -> None:
+    with _resident_lock:
+        _resident_free.append(group)
+
+
+@atexit.register
+def _stop_residents() -> None:
+    """Workers leave their native loop before interpreter teardown frees the code and memory they run on; any
+    that does not answer in time keeps them for good (a reference that is never dropped)."""
+    groups = list(_resident_all)
+    for g in groups:
+        for home in g.homes:
+            home[_QUIT] = 1
+            _futex_wake(home.ctypes.data + 8 * _SEQ)
+        _futex_wake(g.sync.ctypes.data + 8 * _READY)
+    deadline = time.monotonic() + 2.0
+    for g in groups:
+        for t in g.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in g.threads):
+            _immortal.extend((g, _worker_code))
+            import ctypes
+
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_immortal))
 
 
 def _new_arenas(workers: int, need: int) -> tuple:
@@ -102,20 +221,33 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     code = driver()
     cfunc = code.cfunc
     table = np.zeros((n, B.ROW), np.int64)
-    sync = np.zeros(32, np.int64)
+    resident = _take_resident(workers - 1) if RESIDENT and workers > 1 and start < n else None
+    sync = resident.sync if resident is not None else np.zeros(_SYNC_WORDS, np.int64)
+    sync[:] = 0
     sync[_COUNTER], sync[_READY], sync[_LIMIT] = start, start, n
     addrs = (table.ctypes.data, sync.ctypes.data + 8 * _COUNTER, sync.ctypes.data + 8 * _READY,
              sync.ctypes.data + 8 * _LIMIT)
+    ready_at = addrs[2]
     published = threading.Condition()
     waiting = [0]
     entered = [0]  # workers that have been in native code: until all have, the caller runs rows early
     finished = [start]  # rows below it have been passed to done()
 
-    def control(worker: int) -> np.ndarray:
-        ctl = np.zeros(B.CTL_WORDS, np.int64)
+    def control(worker: int, ctl=None) -> np.ndarray:
+        ctl = np.zeros(B.CTL_WORDS, np.int64) if ctl is None else ctl
+        ctl[:] = 0
         ctl[:5] = *addrs, worker
         ctl[6], ctl[8] = sync.ctypes.data + 8 * _FINISHED, SPIN if worker else 0
+        ctl[10] = sync.ctypes.data + 8 * _SLEEPERS
         return ctl
+
+    def wake():  # workers asleep until a row is published (or the batch stops)
+        if resident is not None:
+            if sync[_SLEEPERS]:
+                _futex_wake(ready_at)
+        elif waiting[0]:
+            with published:
+                published.notify_all()
 
     # A worker may still be in the driver (past its last row, on its way out) when run() returns: it keeps the
     # memory it reads there and the driver's code alive itself.
@@ -149,7 +281,10 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     mine = control(0)  # the caller's control block: it runs rows between preparing others
     ahead = AHEAD * (workers - 1)
     try:
-        if STREAMING and workers > 1 and start < n:  # they wake while the first rows are prepared, and take
+        if resident is not None:  # they wake, and take rows as soon as they are published
+            resident.post(workers - 1, control)
+            entered[0] = workers - 1
+        elif STREAMING and workers > 1 and start < n:  # they wake while the first rows are prepared, and take
             # the GIL when the caller runs a row (it holds the GIL only to prepare one, a few µs at a time)
             futures = [pool.submit(work, k) for k in range(1, workers)]
         for i in range(start, n):
@@ -166,9 +301,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
                 break
             if STREAMING and workers > 1:
                 sync[_READY] = i + 1
-                if waiting[0]:
-                    with published:
-                        published.notify_all()
+                wake()
                 unclaimed = i + 1 - sync[_COUNTER]
                 # A worker needs the GIL once to enter the driver, and this thread holds it while preparing:
                 # running a row here hands it over, so workers start at the second row, not after `ahead`.
@@ -178,7 +311,8 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
                 if done is not None:
                     report(i + 1)
         sync[_READY] = min(n, int(sync[_LIMIT]))
-        if not futures and workers > 1:
+        wake()
+        if not futures and workers > 1 and resident is None:
             futures = [pool.submit(work, k) for k in range(1, workers)]
         if done is not None:  # one row at a time, reporting finished rows between them (beside the workers)
             while True:
@@ -199,6 +333,10 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
             published.notify_all()
         for f in futures:
             f.result()
+        if resident is not None:  # its workers leave the batch (their rows done) before its memory may go
+            _futex_wake(ready_at)
+            resident.idle()
+            _give_back_resident(resident)
     if arenas is not None:
         _local.arenas = arenas  # the next batch on this thread starts with arenas of the right size
     if done is not None and not failures:

@@ -28,6 +28,9 @@ def _after_fork_in_child() -> None:
     batch = sys.modules.get("prepjit.runtime.batch")
     if batch is not None:
         batch._driver_lock = threading.Lock()
+        batch._resident_lock = threading.Lock()
+        batch._resident_free = []  # the parent's resident workers are not in the child
+        batch._resident_all = []
     native = sys.modules.get("prepjit.runtime.native")
     if native is not None:
         native._lock = threading.RLock()
