@@ -1,9 +1,11 @@
 """Native batches on CPU: the caller prepares samples, worker threads run them without taking turns at the GIL.
 
 The caller's thread runs each sample's prologue (``Executable.prep``: checks, sizes, argument slots) and
-publishes the row; each pool worker makes one native call to the batch driver
-(:mod:`prepjit.lowering.batch_driver`), which claims published rows with a compare-and-swap and runs them; the
-caller runs a row itself whenever enough are published and unclaimed, and the rest once all are prepared. One
+publishes the row; each worker runs the batch driver (:mod:`prepjit.lowering.batch_driver`), which claims
+published rows with a compare-and-swap and runs them; the caller runs a row itself whenever enough are published
+and unclaimed, and the rest once all are prepared. On Linux x86-64 the workers are resident (``_Resident``):
+they wait for the next batch in native code and never take the GIL; elsewhere pool threads make one native call
+to the driver per batch. One
 ctypes call per sample would hand the GIL over twice a sample, and on a busy or virtualized host each hand-off
 can wait on a sleeping thread; here Python's share of the batch runs beside native code. Text batches use the
 same machinery with a chunk of texts per row (``run`` takes any row preparer).
@@ -32,7 +34,7 @@ STREAMING = platform.machine() in ("x86_64", "AMD64", "i386", "i686")
 # PREPJIT_RESIDENT_WORKERS=0: pool threads that enter the driver from Python for each batch (comparisons)
 RESIDENT = (STREAMING and sys.platform.startswith("linux") and platform.machine() in B.FUTEX_SYSCALL
             and os.environ.get("PREPJIT_RESIDENT_WORKERS", "1") != "0")
-SPIN = 1 << 14  # pauses (~0.1-0.5 ms) a worker waits for an unpublished row before sleeping on the condition
+SPIN = 1 << 14  # pauses (~0.1-0.5 ms) a worker waits for an unpublished row (or batch) before sleeping
 AHEAD = 8  # rows (per worker) kept published and unclaimed before the caller runs one itself
 UNLIMITED = 1 << 62  # a worker's row budget
 CHUNK_SLOTS = 8192  # int64 argument slots per buffer of packed rows
