@@ -450,7 +450,7 @@ class BertTokenizer:
         rows_at = [(slot[name], addr(arr)) for name, arr in (("out_off", out_off), ("row_cap", row_cap),
                                                             ("lens", lens), ("status", status))]
         need = wspace + max(budget, 1) * dtype.itemsize
-        views: list = [None] * nchunks
+        rows: tuple = ([], [], [])  # ragged output: id, type-id and mask rows, extended as chunks finish
         at = argtab.ctypes.data
         cols_at = [(c, what[j]) for j, c in enumerate(cols)]
         relocs_at = addr(relocs)
@@ -479,7 +479,7 @@ class BertTokenizer:
 
         def finished(k):
             lo, hi = chunks[k]
-            views[k] = _ragged_rows(ids, types, ones, zeros, out_off[lo:hi], lens[lo:hi])
+            _ragged_rows(rows, ids, types, ones, zeros, out_off[lo:hi], lens[lo:hi])
 
         failures: list = []
         native_batch.run(prepare, 0, nchunks, min(workers, nchunks), pool(workers - 1) if workers > 1 else None,
@@ -505,7 +505,7 @@ class BertTokenizer:
                 L = min(width, _round_up(int(lens.max()) if n else 0, mult))
                 return {k: np.ascontiguousarray(v[:, :L]) for k, v in shaped.items()}
             # ragged rows: views of each row's tokens in the (N, width) buffers, made as chunks finished
-            return {k: list(itertools.chain.from_iterable(part[j] for part in views)) for j, k in enumerate(names)}
+            return dict(zip(names, rows))
         if padding == "longest":
             L = _round_up(int(lens.max()) if n else 0, mult)
             sel = np.arange(L) < lens[:, None]
@@ -525,18 +525,20 @@ class BertTokenizer:
                 "attention_mask": list(map(_constant_rows(1, set(ls), dtype).__getitem__, ls))}
 
 
-def _ragged_rows(ids: np.ndarray, types: np.ndarray, ones: dict, zeros, starts: np.ndarray, lens: np.ndarray) -> list:
-    """[id rows, type-id rows, mask rows] of a chunk of unpadded samples: views of the rows' tokens, and shared
-    constant rows from {length: row} tables (:func:`_constant_rows`): ``ones`` for masks, ``zeros`` for a single
-    sequence's type ids (None for pairs, whose type ids are views too)."""
+def _ragged_rows(rows: tuple, ids: np.ndarray, types: np.ndarray, ones: dict, zeros, starts: np.ndarray,
+                 lens: np.ndarray) -> None:
+    """Append a chunk of unpadded samples to ``rows`` ([id rows], [type-id rows], [mask rows]): views of the rows'
+    tokens, and shared constant rows from {length: row} tables (:func:`_constant_rows`): ``ones`` for masks,
+    ``zeros`` for a single sequence's type ids (None for pairs, whose type ids are views too)."""
     ls = lens.tolist()
-    return [_views(ids, starts, lens),
-            _views(types, starts, lens) if zeros is None else list(map(zeros.__getitem__, ls)),
-            list(map(ones.__getitem__, ls))]
+    rows[0].extend(_views(ids, starts, lens))
+    rows[1].extend(_views(types, starts, lens) if zeros is None else map(zeros.__getitem__, ls))
+    rows[2].extend(map(ones.__getitem__, ls))
 
 
-def _views(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> list:
-    return list(map(flat.__getitem__, map(slice, starts.tolist(), (starts + lens).tolist())))
+def _views(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray):
+    """The views ``flat[start:start + len]``, as an iterator."""
+    return map(flat.__getitem__, map(slice, starts.tolist(), (starts + lens).tolist()))
 
 
 def _constant_rows(value: int, lengths, dtype) -> dict:
