@@ -208,8 +208,8 @@ def test_driver_loaded_by_elf_and_by_lljit_runs_the_same(monkeypatch):
 @pytest.mark.skipif(not native_batch.RESIDENT, reason="resident workers need Linux futexes on x86-64")
 def test_resident_workers_take_rows_sleep_between_batches_and_leave_each_batch():
     """Resident workers wait for batches in native code: asleep on a futex between batches (woken by the next
-    post), asleep when rows run out mid-batch (woken by the next published row). They run rows, and every
-    batch they were given is acknowledged (left) before .batch returns."""
+    post), asleep when rows run out mid-batch (woken by the next published row). They run rows, and leave
+    (acknowledge) every batch they were given, at the latest an instant after .batch returns."""
     import time
 
     f = pj.jit_preprocess(lambda x: (x * 2 + 1).sum(axis=0))
@@ -220,6 +220,9 @@ def test_resident_workers_take_rows_sleep_between_batches_and_leave_each_batch()
         time.sleep(0.06)  # past the spin: the workers are asleep when the batch is posted
         np.testing.assert_array_equal(f.batch(xs, threads=3), want)
         groups = list(native_batch._resident_all)
+        deadline = time.monotonic() + 30
+        while not all(h[0] == h[2] for g in groups for h in g.homes) and time.monotonic() < deadline:
+            time.sleep(0.001)
         assert groups and all(h[0] == h[2] for g in groups for h in g.homes)  # seq == ack: left the batch
         ran = sum(int(c[5]) for g in groups for c in g.ctls)
         if ran:
@@ -250,3 +253,21 @@ print("done")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "done", (r.returncode, r.stderr[-2000:])
+
+
+@pytest.mark.skipif(not native_batch.RESIDENT, reason="resident workers need Linux futexes on x86-64")
+def test_batch_does_not_wait_for_a_resident_worker_that_never_wakes(monkeypatch):
+    """A worker whose wake-up comes late (on a VM, its CPU may be descheduled for milliseconds) holds up nothing:
+    the caller runs the rows nobody claimed and returns once every claimed row is done, without waiting for the
+    worker to acknowledge the batch (it could claim no row any more)."""
+    from prepjit.lowering import batch_driver as B
+
+    group = native_batch._Resident()  # one worker that never runs: its blocks exist, its thread does not
+    group.homes.append(np.zeros(B.HOME_WORDS, np.int64))
+    group.ctls.append(np.zeros(B.CTL_WORDS, np.int64))
+    monkeypatch.setattr(native_batch, "_resident_free", [group])
+    monkeypatch.setattr(native_batch, "_resident_all", [])
+    imgs = _images(np.random.default_rng(21), 12, 4, 120)
+    np.testing.assert_array_equal(eval_tf.batch(imgs, threads=2), np.stack([eval_tf(im) for im in imgs]))
+    assert group.homes[0][0] == 1 and group.homes[0][2] == 0  # posted, never acknowledged
+    assert native_batch._resident_free == [group]  # back for the next batch, which waits for its acknowledgement

@@ -31,7 +31,7 @@ stretches, so a worker waiting for it would idle): the preparer sizes the arenas
 from __future__ import annotations
 
 SYMBOL = "prepjit_batch_driver"
-VERSION = "7"
+VERSION = "8"
 ROW = 5
 CTL_WORDS = 11
 DONE, STARVED, PAUSED = 0, 1, 2
@@ -183,6 +183,7 @@ HOME_WORDS = 8
 #   2 ack    the last batch it has left: it reads none of that batch's memory after storing it
 #   3 quit   nonzero: return to the caller of the worker function
 #   4 spin   pauses it waits for a new batch before sleeping
+#   5 in     the last batch it has started (the caller runs rows itself while a worker is not yet in)
 # Control block word 10 (sleepers): address of the count of workers asleep waiting for a row to be published.
 
 
@@ -210,6 +211,7 @@ entry:
   %ack.p = getelementptr i64, ptr %home, i64 2
   %quit.p = getelementptr i64, ptr %home, i64 3
   %hspin.p = getelementptr i64, ptr %home, i64 4
+  %in.p = getelementptr i64, ptr %home, i64 5
   %hspin = load i64, ptr %hspin.p
   br label %wait
 
@@ -240,6 +242,7 @@ idle.sleep:
   br label %wait
 
 batch:
+  store atomic i64 %seq, ptr %in.p release, align 8
   %ctlv = load i64, ptr %ctl.pp
   %ctl = inttoptr i64 %ctlv to ptr
   %counter.pp = getelementptr i64, ptr %ctl, i64 1

@@ -41,7 +41,7 @@ CHUNK_SLOTS = 8192  # int64 argument slots per buffer of packed rows
 _ROW = struct.Struct(f"{B.ROW}q")
 _COUNTER, _READY, _LIMIT, _FINISHED, _SLEEPERS = 0, 8, 16, 24, 32  # words of the sync array: a 64-byte line each
 _SYNC_WORDS = 40
-_SEQ, _CTL, _ACK, _QUIT, _HOME_SPIN = range(5)  # words of a resident worker's home block (batch_driver)
+_SEQ, _CTL, _ACK, _QUIT, _HOME_SPIN, _IN = range(6)  # words of a resident worker's home block (batch_driver)
 
 _driver = None
 _driver_lock = threading.Lock()
@@ -128,11 +128,16 @@ class _Resident:
             self.threads.append(t)
 
     def idle(self) -> None:
-        """Wait until every worker has left the last batch posted to it (an instant after its last row)."""
+        """Wait until every worker has left the last batch posted to it (usually it has: a worker leaves an
+        instant after its last row, or after a late wake-up to a batch already done)."""
         for home in self.homes:
             if home[_ACK] != home[_SEQ]:
                 _futex_wake(self.sync.ctypes.data + 8 * _READY)  # (if it sleeps on a row that will not come)
                 _wait(lambda home=home: home[_ACK] == home[_SEQ])
+
+    def started(self, n: int) -> int:
+        """How many of workers 1..n have started the batch posted last."""
+        return sum(int(h[_IN] == h[_SEQ]) for h in self.homes[:n])
 
     def post(self, n: int, fill) -> None:
         """Give the batch to workers 1..n: ``fill(k, ctl)`` writes worker k's control block, then it is woken."""
@@ -159,8 +164,11 @@ def _wait(done) -> None:
 
 
 def _take_resident(n: int) -> _Resident:
-    with _resident_lock:
-        group = _resident_free.pop() if _resident_free else None
+    with _resident_lock:  # a group whose workers all left their last batch, else any idle one (then wait)
+        ready = [g for g in _resident_free if all(h[_ACK] == h[_SEQ] for h in g.homes)]
+        group = (ready or _resident_free or [None])[-1]
+        if group is not None:
+            _resident_free.remove(group)
     if group is None:
         group = _Resident()
         _resident_all.append(group)
@@ -295,11 +303,11 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     keep = []  # what the rows' addresses point into, alive until every row has run
     futures = []
     mine = control(0)  # the caller's control block: it runs rows between preparing others
+    settled = False  # every row claimed and finished
     ahead = AHEAD * (workers - 1)
     try:
         if resident is not None:  # they wake, and take rows as soon as they are published
             resident.post(workers - 1, control)
-            entered[0] = workers - 1
         elif STREAMING and workers > 1 and start < n:  # they wake while the first rows are prepared, and take
             # the GIL when the caller runs a row (it holds the GIL only to prepare one, a few µs at a time)
             futures = [pool.submit(work, k) for k in range(1, workers)]
@@ -319,8 +327,11 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
                 sync[_READY] = i + 1
                 wake()
                 unclaimed = i + 1 - sync[_COUNTER]
-                # A worker needs the GIL once to enter the driver, and this thread holds it while preparing:
-                # running a row here hands it over, so workers start at the second row, not after `ahead`.
+                if resident is not None and entered[0] < workers - 1:
+                    entered[0] = resident.started(workers - 1)
+                # Rows kept for workers not yet in the driver wait for nobody: until they are in, this thread
+                # runs a row whenever two are unclaimed. (A pool thread needs the GIL once to enter the driver,
+                # and this thread holds it while preparing: running a row hands it over.)
                 if unclaimed > ahead or (unclaimed > 1 and entered[0] < workers - 1):
                     mine[9] = 1
                     cfunc(mine.ctypes.data)
@@ -341,6 +352,9 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         # Every row is claimed: wait for the last ones to finish (in native code; a worker's return to Python
         # afterwards is not waited for, saving a wake-up of this thread per batch)
         _wait(lambda: sync[_FINISHED] >= sync[_COUNTER] - start)
+        # The counter has reached the limit: no worker can claim a row any more, so one that has not yet
+        # left the batch (a late wake-up) touches none of its memory; the group's next batch waits for it
+        settled = True
         futures = [f for f in futures if f.done()]  # a finished worker's error, if any, is raised below
     finally:  # workers stop at the first row never published (a bad row, or an interrupt)
         sync[_LIMIT] = min(int(sync[_LIMIT]), int(sync[_READY]))
@@ -348,9 +362,11 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
             published.notify_all()
         for f in futures:
             f.result()
-        if resident is not None:  # its workers leave the batch (their rows done) before its memory may go
-            _futex_wake(ready_at)
-            resident.idle()
+        if resident is not None:
+            if sync[_SLEEPERS] or not settled:
+                _futex_wake(ready_at)
+            if not settled:  # interrupted: published rows may be unclaimed; workers leave before memory goes
+                resident.idle()
             _give_back_resident(resident)
     if arenas is not None:
         _local.arenas = arenas  # the next batch on this thread starts with arenas of the right size
