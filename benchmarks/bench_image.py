@@ -237,6 +237,17 @@ def main() -> int:
     for name, fn, reps in (("sha", sha, 64), ("copy", copy, 4)):
         add(f"control/{name} t1", lambda fn=fn, reps=reps: fn(0, reps * threads), 1)
         add(f"control/{name} tN", lambda fn=fn, reps=reps: list(ctl.map(fn, range(threads), [reps] * threads)), 1)
+    # sustained: a loop calling .batch back to back (a data pipeline's steady state): the second CPU stays busy
+    # between batches. Above, each N-thread batch follows a 1-thread one, during which this VM may deschedule
+    # the idle CPU, so that the N-thread batch starts on a CPU that first has to be woken up.
+    back = 4
+    add("sustained/prepjit out t1", lambda: [eval_tf.batch(batch, threads=1, out=buf) for _ in range(back)],
+        back * len(batch))
+    add("sustained/prepjit out tN", lambda: [eval_tf.batch(batch, threads=threads, out=buf) for _ in range(back)],
+        back * len(batch))
+    add("sustained/sha t1", lambda: [sha(0, 64 * threads) for _ in range(back)], back)
+    add("sustained/sha tN", lambda: [list(ctl.map(sha, range(threads), [64] * threads)) for _ in range(back)],
+        back)
     add("train/torch", lambda: [torch_train(t, i) for i, t in enumerate(tensors)], n)
     add("train/prepjit", lambda: [train_tf(p, index=i) for i, p in enumerate(photos)], n)
     add("train/prepjit batch t1", lambda: train_tf.batch(batch, threads=1), len(batch))
@@ -317,6 +328,11 @@ def main() -> int:
             f"(SHA-256) {best['control/sha t1'] / best['control/sha tN']:.2f}× (paired "
             f"{paired('control/sha t1', 'control/sha tN'):.2f}×), memory traffic (copying 32 MB) "
             f"{best['control/copy t1'] / best['control/copy tN']:.2f}×")
+    print(f"sustained, {back} batches back to back into out=: 1 → {threads} threads "
+          f"{best['sustained/prepjit out t1'] / best['sustained/prepjit out tN']:.2f}× (median of paired rounds "
+          f"{paired('sustained/prepjit out t1', 'sustained/prepjit out tN'):.2f}×); SHA-256 control the same way "
+          f"{best['sustained/sha t1'] / best['sustained/sha tN']:.2f}× (paired "
+          f"{paired('sustained/sha t1', 'sustained/sha tN'):.2f}×)")
     return 0
 
 
