@@ -35,6 +35,7 @@ VERSION = "8"
 ROW = 5
 CTL_WORDS = 11
 DONE, STARVED, PAUSED = 0, 1, 2
+UNLIMITED = 1 << 62  # a row budget that never runs out
 # (name, word, type loaded or None for just its address) of the control block and of a table row
 CTL_FIELDS = [("table", 0, "ptr"), ("counter", 1, "ptr"), ("ready", 2, "ptr"), ("limit", 3, "ptr"),
               ("worker", 4, "i64"), ("ran", 5, None), ("finished", 6, "ptr"), ("status", 7, None),
@@ -187,6 +188,11 @@ HOME_WORDS = 8
 # Control block word 10 (sleepers): address of the count of workers asleep waiting for a row to be published.
 
 
+# the control block words the worker loop reads itself (the driver reads the rest)
+RESIDENT_CTL_FIELDS = [("counter", 1, "ptr"), ("ready", 2, "ptr"), ("limit", 3, "ptr"), ("status", 7, None),
+                       ("budget", 9, None), ("sleepers", 10, "ptr")]
+
+
 def worker_source(machine: str) -> str:
     """LLVM IR of the resident worker loop (``WORKER_SYMBOL``, one argument: its home block): wait for a posted
     batch (spinning, then asleep on a futex), run the driver on it until no row is left, sleeping on the
@@ -243,26 +249,12 @@ idle.sleep:
 
 batch:
   store atomic i64 %seq, ptr %in.p release, align 8
-  %ctlv = load i64, ptr %ctl.pp
-  %ctl = inttoptr i64 %ctlv to ptr
-  %counter.pp = getelementptr i64, ptr %ctl, i64 1
-  %counter.v = load i64, ptr %counter.pp
-  %counter = inttoptr i64 %counter.v to ptr
-  %ready.pp = getelementptr i64, ptr %ctl, i64 2
-  %ready.v = load i64, ptr %ready.pp
-  %ready = inttoptr i64 %ready.v to ptr
-  %limit.pp = getelementptr i64, ptr %ctl, i64 3
-  %limit.v = load i64, ptr %limit.pp
-  %limit = inttoptr i64 %limit.v to ptr
-  %sleepers.pp = getelementptr i64, ptr %ctl, i64 10
-  %sleepers.v = load i64, ptr %sleepers.pp
-  %sleepers = inttoptr i64 %sleepers.v to ptr
-  %status.p = getelementptr i64, ptr %ctl, i64 7
-  %budget.p = getelementptr i64, ptr %ctl, i64 9
+  %ctl = load ptr, ptr %ctl.pp
+{_fields("ctl", RESIDENT_CTL_FIELDS)}
   br label %drive
 
 drive:
-  store i64 {1 << 62}, ptr %budget.p
+  store i64 {UNLIMITED}, ptr %budget.p
   call void @{drv}(ptr %ctl)
   %status = load i64, ptr %status.p
   %finished = icmp eq i64 %status, {DONE}
