@@ -455,14 +455,14 @@ class BertTokenizer:
         cols_at = [(c, what[j]) for j, c in enumerate(cols)]
         relocs_at = addr(relocs)
         kernel_at, row_bytes = kernel.address, 8 * len(ARGS)
-        da, oa, db, ob, re = slot["data_a"], slot["off_a"], slot["data_b"], slot["off_b"], slot["row_end"]
+        da, oa, db, ob, end = slot["data_a"], slot["off_a"], slot["data_b"], slot["off_b"], slot["row_end"]
 
         def prepare(k):
             lo, hi = chunks[k]
             args = argtab[k]
             for j, base in rows_at:
                 args[j] = base + 8 * lo  # per-row arrays from the chunk's first row
-            args[re] = hi - lo
+            args[end] = hi - lo
             if prepared is None:
                 data = [_prepare(c[lo:hi], w, lo) for c, w in cols_at]
                 args[da], args[oa] = addr(data[0][0]), addr(data[0][1])
