@@ -295,11 +295,7 @@ class BertTokenizer:
             else None
         tail = len(ARGS)  # after the arguments: off_a[2], off_b[2], lens, status, out_off, row_cap
         template = np.zeros(tail + 8, np.int64)
-        common = dict(ctx=self._context().ctypes.data, pair=int(pair), add_special=int(opts["add_special_tokens"]),
-                      trunc=trunc, budget=budget, cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id,
-                      pad_type_id=self.pad_type_id, row_begin=0, row_end=1)
-        for k, a in enumerate(ARGS):
-            template[k] = common.get(a, 0)
+        template[:tail] = self._arg_row(pair, opts["add_special_tokens"], trunc, budget, row_begin=0, row_end=1)
         plan = (template, {a: k for k, a in enumerate(ARGS)}, tail, fixed, nsp, budget,
                 load_kernel(dtype.itemsize * 8).cfunc, opts["padding"], opts["pad_to_multiple_of"])
         self._plans[key] = plan
@@ -376,18 +372,22 @@ class BertTokenizer:
         L = _round_up(n, mult) if padding == "longest" else n
         return out if L == out.shape[1] else np.ascontiguousarray(out[:, :L])
 
+    def _arg_row(self, pair: bool, add: bool, trunc: int, budget: int, **slots) -> np.ndarray:
+        """The kernel's argument slots that follow from the tokenizer and options (the rest 0, or ``slots``)."""
+        from prepjit.lowering.text_kernel import ARGS
+
+        common = dict(ctx=self._context().ctypes.data, pair=int(pair), add_special=int(add), trunc=trunc,
+                      budget=budget, cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id,
+                      pad_type_id=self.pad_type_id, **slots)
+        return np.array([common.get(a, 0) for a in ARGS], np.int64)
+
     def _batch_row(self, pair: bool, add: bool, trunc: int, budget: int, pad_to: int, wspace: int) -> np.ndarray:
         """A batch row's argument slots that are the same for every chunk and batch of these options (the word
         buffer and truncation scratch as offsets into the worker's arena)."""
-        from prepjit.lowering.text_kernel import ARGS
-
         key = ("batch row", pair, add, trunc, budget, pad_to, wspace)
         row = self._plans.get(key)
         if row is None:
-            common = dict(ctx=self._context().ctypes.data, pair=int(pair), add_special=int(add), trunc=trunc,
-                          budget=budget, pad_to=pad_to, cls_id=self.cls_id, sep_id=self.sep_id, pad_id=self.pad_id,
-                          pad_type_id=self.pad_type_id, wbuf=0, scratch=wspace)
-            row = self._plans[key] = np.array([common.get(a, 0) for a in ARGS], np.int64)
+            row = self._plans[key] = self._arg_row(pair, add, trunc, budget, pad_to=pad_to, wbuf=0, scratch=wspace)
         return row
 
     def _encode(self, cols, opts, dtype, threads):

@@ -54,20 +54,27 @@ def driver():
     if _driver is None:
         with _driver_lock:
             if _driver is None:
-                from prepjit.runtime import native
-
-                key, src = driver_key()
-                _driver = native.load_fixed_kernel(key, lambda: src, B.SYMBOL, {
-                    "function": "prepjit batch driver", "target": "cpu", "specialization": []})
+                _driver = _load("batch driver", *driver_key(), B.SYMBOL)
     return _driver
 
 
 def driver_key() -> tuple[str, str]:
     """(cache key, LLVM IR) of this host's batch driver."""
+    return _key("batch driver", B.source(platform.machine()))
+
+
+def _key(name: str, src: str) -> tuple[str, str]:
     from prepjit.runtime import native
 
-    src = B.source(platform.machine())
-    return native.fixed_kernel_key("batch driver", B.VERSION, src), src
+    return native.fixed_kernel_key(name, B.VERSION, src), src
+
+
+def _load(name: str, key: str, src: str, symbol: str):
+    """One of the batch module's fixed kernels, from the disk cache or compiled now."""
+    from prepjit.runtime import native
+
+    return native.load_fixed_kernel(key, lambda: src, symbol, {
+        "function": f"prepjit {name}", "target": "cpu", "specialization": []})
 
 
 _worker_code = None
@@ -111,12 +118,8 @@ class _Resident:
         if _worker_code is None:
             with _driver_lock:
                 if _worker_code is None:
-                    from prepjit.runtime import native
-
-                    src = B.worker_source(platform.machine())
-                    _worker_code = native.load_fixed_kernel(
-                        native.fixed_kernel_key("batch worker", B.VERSION, src), lambda: src, B.WORKER_SYMBOL,
-                        {"function": "prepjit batch worker", "target": "cpu", "specialization": []})
+                    _worker_code = _load("batch worker", *_key("batch worker", B.worker_source(platform.machine())),
+                                         B.WORKER_SYMBOL)
         while len(self.homes) < n:
             home = np.zeros(B.HOME_WORDS, np.int64)
             home[_HOME_SPIN] = SPIN
