@@ -5,6 +5,8 @@
 Pipelines (per image, scikit-image's photos, 300-640 px):
   eval   resize(256, antialias) → center_crop(224) → to_dtype(float32, scale) → normalize → CHW
   train  random_resized_crop(224) → random_horizontal_flip → to_dtype → normalize → CHW
+  ragged the eval pipeline on 16 crops of those photos, each of another size, new to the process (per-size
+         caches cleared before each run: what a first epoch over a real dataset sees)
   jpeg   the eval pipeline from JPEG bytes (photos encoded at quality 90; and one 2048×1536 photo), exact
          decoding and decode(reduce="auto")
 Peers run in the same process, interleaved round by round (the machine is shared and noisy; each row is the
@@ -199,6 +201,32 @@ def main() -> int:
     auto_err = [np.abs(jpeg_auto(d) - jpeg_exact(d)) for d in jpegs + [big_jpeg]]
     auto_err_u8 = [e * std_levels for e in auto_err]
 
+    # a real dataset's sizes: every photo a different size, each new to the process (prepjit's per-size caches
+    # of resize weight tables are cleared before every run of these rows: the worst case, a first epoch)
+    rng = np.random.default_rng(7)
+    ragged = []
+    for k in range(16):
+        p = photos[k % len(photos)]
+        h, w = (int(rng.integers(d // 2, d + 1)) for d in p.shape[:2])
+        ragged.append(np.ascontiguousarray(p[:h, :w]))
+    ragged_t = [torch.from_numpy(r) for r in ragged]
+    for r, t in zip(ragged, ragged_t):
+        assert np.abs(eval_tf(r) - torch_eval(t).numpy()).max() <= 1e-5
+
+    from prepjit.kernels import image_tables
+    from prepjit.runtime import executable
+
+    def new_sizes(fn, native_tables=True):
+        def run():
+            for cache in (image_tables._table, image_tables.rs_start, image_tables._span, executable._table):
+                cache.cache_clear()
+            image_tables._NATIVE = native_tables  # False: the tables built by the NumPy spec (before native)
+            try:
+                return fn()
+            finally:
+                image_tables._NATIVE = True
+        return run
+
     # -- timing: every candidate once per round, interleaved; best round ----------------------------------------
     cands: dict = {}
 
@@ -261,11 +289,29 @@ def main() -> int:
     add("big/prepjit", lambda: jpeg_exact(big_jpeg), 1)
     add("big/prepjit auto", lambda: jpeg_auto(big_jpeg), 1)
     times: dict = {k: [] for k in cands}
-    for _ in range(args.rounds):
-        for k, (fn, per) in cands.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append((time.perf_counter() - t0) / per)
+
+    def timed_rounds(names):
+        for _ in range(args.rounds):
+            for k in names:
+                fn, per = cands[k]
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) / per)
+
+    timed_rounds(list(cands))
+    # new sizes: a phase of its own, since clearing the per-size caches would slow the rows above
+    nr = len(ragged)
+    add("ragged/torch", lambda: [torch_eval(t) for t in ragged_t], nr)
+    add("ragged/pil", lambda: [pil_eval(p) for p in ragged], nr)
+    if cv2 is not None:
+        add("ragged/opencv", lambda: [cv_eval(p) for p in ragged], nr)
+    add("ragged/prepjit", new_sizes(lambda: [eval_tf(p) for p in ragged]), nr)
+    add("ragged/prepjit spec tables", new_sizes(lambda: [eval_tf(p) for p in ragged], False), nr)
+    add("ragged/prepjit batch t1", new_sizes(lambda: eval_tf.batch(ragged, threads=1)), nr)
+    add("ragged/prepjit batch tN", new_sizes(lambda: eval_tf.batch(ragged, threads=threads)), nr)
+    later = [k for k in cands if k not in times]
+    times.update({k: [] for k in later})
+    timed_rounds(later)
     best = {k: min(v) for k, v in times.items()}
 
     def paired(a, b):  # median of the per-round ratios: the two runs of a round see about the same machine
@@ -294,6 +340,17 @@ def main() -> int:
     if numba_fused is not None:
         row("numba fused kernel (torch's integer passes)", "eval/numba", "eval/torch")
     prepjit_rows("eval")
+    print()
+    print(f"| eval pipeline, {nr} photos of {nr} sizes, each new to the process | ms/image | vs torch ops |")
+    print("|---|---:|---:|")
+    row("torch ops (uint8, 1 thread)", "ragged/torch", "ragged/torch")
+    row("PIL resize + NumPy normalize", "ragged/pil", "ragged/torch")
+    if cv2 is not None:
+        row("OpenCV INTER_LINEAR + NumPy (not antialiased)", "ragged/opencv", "ragged/torch")
+    row("prepjit, one call, weight tables by the NumPy spec (before)", "ragged/prepjit spec tables", "ragged/torch")
+    row("**prepjit**, one call", "ragged/prepjit", "ragged/torch")
+    row("**prepjit** `.batch`, 1 thread", "ragged/prepjit batch t1", "ragged/torch")
+    row(f"**prepjit** `.batch`, {threads} threads", "ragged/prepjit batch tN", "ragged/torch")
     print()
     print("| training pipeline (random_resized_crop + flip) | ms/image | vs torch ops |")
     print("|---|---:|---:|")
@@ -328,6 +385,10 @@ def main() -> int:
             f"(SHA-256) {best['control/sha t1'] / best['control/sha tN']:.2f}× (paired "
             f"{paired('control/sha t1', 'control/sha tN'):.2f}×), memory traffic (copying 32 MB) "
             f"{best['control/copy t1'] / best['control/copy tN']:.2f}×")
+    print(f"new sizes: prepjit vs torch {best['ragged/torch'] / best['ragged/prepjit']:.2f}× (tables by the NumPy "
+          f"spec: {best['ragged/torch'] / best['ragged/prepjit spec tables']:.2f}×); .batch 1 → {threads} threads "
+          f"{best['ragged/prepjit batch t1'] / best['ragged/prepjit batch tN']:.2f}× (paired "
+          f"{paired('ragged/prepjit batch t1', 'ragged/prepjit batch tN'):.2f}×)")
     print(f"sustained, {back} batches back to back into out=: 1 → {threads} threads "
           f"{best['sustained/prepjit out t1'] / best['sustained/prepjit out tN']:.2f}× (median of paired rounds "
           f"{paired('sustained/prepjit out t1', 'sustained/prepjit out tN'):.2f}×); SHA-256 control the same way "

@@ -521,6 +521,7 @@ class JitFunction:
                         self.stats["compile_seconds"] += c.compile_seconds
                         self.stats["specializations"] += 1
                         exe = X.Executable(c, native.load_object(obj, "prepjit_entry"), self.arg_names, texts)
+                        _prebuild_fixed_kernels(c.program)
                         if store is not None:
                             from prepjit.runtime.portable import host_meta
 
@@ -629,6 +630,15 @@ class JitFunction:
         if c.optimized_llvm_ir is None:
             c.optimized_llvm_ir = str(native.optimize(render_llvm(c)))
         return c.optimized_llvm_ir
+
+
+def _prebuild_fixed_kernels(program) -> None:
+    """The shipped kernels a freshly compiled program's prologue will call (resize weight tables), built now and
+    cached with it: a process using the cache afterwards needs no LLVM."""
+    if any(b.kind == "table" for b in program.buffers.values()):
+        from prepjit.kernels import image_tables
+
+        image_tables.prebuild(program)
 
 
 def _flatten(out):

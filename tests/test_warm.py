@@ -57,7 +57,8 @@ USE = textwrap.dedent('''
     img = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     out = warmmod.eval_tf(img)
     f = warmmod.feat(np.linspace(-2, 2, 9, dtype=np.float32))
-    print(json.dumps({"eval_tf": warmmod.eval_tf.stats, "feat": warmmod.feat.stats, "shape": list(out.shape)}))
+    print(json.dumps({"eval_tf": warmmod.eval_tf.stats, "feat": warmmod.feat.stats, "shape": list(out.shape),
+                      "llvm": "llvmlite.binding" in sys.modules}))
 ''')
 
 
@@ -86,12 +87,16 @@ def test_warm_then_fresh_process_compiles_nothing(tmp_path):
     out = _warm(tmp_path, "warmmod", "--cache-dir", str(cache))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 compiled, 0 already cached, 0 failed, 1 skipped" in out.stdout, out.stdout
+    # eval_tf's resize: its weight-table kernel was compiled and cached with it, so using the cache compiles nothing
+    listed = subprocess.run([sys.executable, "-m", "prepjit", "cache", "info", "--cache-dir", str(cache)],
+                            capture_output=True, text=True, timeout=60)
+    assert "prepjit resize_table_bilinear_True_False_uint8: 1 entries" in listed.stdout, listed.stdout
     assert "warmmod.Holder.nested" in out.stdout and "skipped  warmmod.undeclared" in out.stdout
     again = _warm(tmp_path, "warmmod", "--json", cache=cache)  # via $PREPJIT_CACHE_DIR this time
     summary = json.loads(again.stdout)
     assert again.returncode == 0 and summary["compiled"] == 0 and summary["cached"] == 4
     used = _use(tmp_path, cache)
-    assert used["shape"] == [3, 16, 16]
+    assert used["shape"] == [3, 16, 16] and not used["llvm"]  # nothing compiled: not even the table kernel
     for name in ("eval_tf", "feat"):
         assert used[name]["compiles"] == 0 and used[name]["disk_hits"] >= 1, used
     # the cache directory is shareable: a copy elsewhere (another machine with the same CPU) starts warm
@@ -102,7 +107,7 @@ def test_warm_then_fresh_process_compiles_nothing(tmp_path):
     # per-function breakdown
     info = subprocess.run([sys.executable, "-m", "prepjit", "cache", "info", "--cache-dir", str(copy)],
                           capture_output=True, text=True, timeout=60)
-    assert "entries:   4" in info.stdout and "warmmod.feat: 2 entries" in info.stdout, info.stdout
+    assert "entries:   5" in info.stdout and "warmmod.feat: 2 entries" in info.stdout, info.stdout
 
 
 def test_warm_reports_failures_and_exits_nonzero(tmp_path):
@@ -141,12 +146,12 @@ def test_eight_processes_warming_at_once_leave_a_consistent_cache(tmp_path):
     assert sum(s["compiled"] for s in summaries) == 4, [s["compiled"] for s in summaries]
     store = CompileCache(cache)
     entries = store.entries()
-    assert len(entries) == 4 and all(e["valid"] for e in entries)
+    assert len(entries) == 5 and all(e["valid"] for e in entries)  # 4 specializations + eval_tf's table kernel
     assert all(store.load(e["key"]) is not None for e in entries)  # payload checksums hold
     leftovers = [p.name for p in (cache / "v1").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
     used = _use(tmp_path, cache)
-    assert used["eval_tf"]["compiles"] == 0 and used["feat"]["compiles"] == 0
+    assert used["eval_tf"]["compiles"] == 0 and used["feat"]["compiles"] == 0 and not used["llvm"]
 
 
 def test_entries_for_other_cpus_or_versions_are_ignored(monkeypatch):

@@ -96,7 +96,7 @@ def _temp(nbytes: int) -> int:
 def _table(maker, *args) -> tuple:
     """(array, address) of a weight table: the cache keeps the array alive while its address is handed out."""
     a = maker(*args)
-    return a, a.ctypes.data
+    return a, addr(a)
 
 
 def emit_sizes(prog: Program, arg_names, spec_text, env: dict, lines: list, input_prep: str,
