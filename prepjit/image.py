@@ -380,7 +380,7 @@ def random_resized_crop(img, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.
     h, w = _hw(x)
     args = (h, w, RNG_SEED, RNG_INDEX, _rng_stream(), *(float_to_bits(v) for v in scale + ratio))
     top, left, ch, cw = (D.call("rrc_param", k, *args) for k in range(4))
-    box = _emit("image.crop_pad", [x], {"top": top, "left": left, "h": ch, "w": cw})
+    box = _emit("image.crop_pad", [x], {"top": top, "left": left, "h": ch, "w": cw, "inside": 1})
     return resize(box, out, interpolation=interpolation, antialias=antialias)
 
 

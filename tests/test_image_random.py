@@ -60,6 +60,30 @@ def test_training_pipeline_random_sizes_and_keys(h, w, seed, index):
     np.testing.assert_allclose(train_tf(img, seed=seed, index=index), torch_train(img, seed, index), rtol=0, atol=1e-5)
 
 
+def test_training_kernel_reads_the_box_without_bounds_tests_and_chooses_the_flip_outside_its_loops():
+    """random_resized_crop's box lies inside the image by construction (the prologue checks it), so the fused kernel
+    loads its pixels without a per-pixel bounds test; the random flip is one loop nest per outcome."""
+    low = train_tf.ir("lowered", example=(skdata.chelsea(),))
+    assert low.count("kernel.func") == 1
+    assert " then " not in low  # no lazy select (a crop's zero fill outside the image)
+    assert low.count("scf.for %i1 = 0 to 224") == 2  # the main nest, once per flip outcome
+
+
+def test_a_box_outside_the_image_is_refused_before_native_code(monkeypatch):
+    """The prologue checks the window random_resized_crop's kernel reads without bounds tests."""
+    from prepjit.ir import dims as D
+
+    real = D.CALLS["rrc_param"]
+    monkeypatch.setitem(D.CALLS, "rrc_param", lambda which, *a: real(which, *a) + (40 if which == 0 else 0))
+
+    @pj.jit_preprocess
+    def crop(img):
+        return I.random_resized_crop(img, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+
+    with pytest.raises(ValueError, match="crop window ends at row 80, past the image's height 40"):
+        crop(np.zeros((40, 40, 3), np.uint8))
+
+
 def test_same_augmentation_whatever_the_batching():
     imgs = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()] * 2
     one = np.stack([train_tf(im, seed=11, index=100 + i) for i, im in enumerate(imgs)])

@@ -67,6 +67,13 @@ def _crop_pad_infer(types, attrs, loc):
         raise TypeError(at(loc, f"crop expects an image with at least 2 dimensions, got rank {t.rank}"))
     cons = [Constraint("ge", (attrs["h"], 0), "crop height {0} must be >= 0", loc),
             Constraint("ge", (attrs["w"], 0), "crop width {0} must be >= 0", loc)]
+    if attrs.get("inside"):  # a window inside the image by construction (random_resized_crop): checked all the same
+        cons += [Constraint("ge", (attrs["top"], 0), "crop top {0} must be >= 0", loc),
+                 Constraint("ge", (attrs["left"], 0), "crop left {0} must be >= 0", loc),
+                 Constraint("ge", (t.shape[0], D.add(attrs["top"], attrs["h"])),
+                            "crop window ends at row {1}, past the image's height {0}", loc),
+                 Constraint("ge", (t.shape[1], D.add(attrs["left"], attrs["w"])),
+                            "crop window ends at column {1}, past the image's width {0}", loc)]
     return Inferred([TensorType(t.dtype, (attrs["h"], attrs["w"]) + t.shape[2:])], cons)
 
 
@@ -239,7 +246,7 @@ define(OpDef("image.switch", None, ("index",), frozenset({"image", "materialize"
 define(OpDef("image.flip", 1, ("axis", "flag"), frozenset({"image", "layout"}), _flip_infer,
              lambda x, axis, flag: np.flip(x, axis).copy() if flag else x))
 define(OpDef("image.crop_pad", 1, ("top", "left", "h", "w"), frozenset({"image", "layout"}), _crop_pad_infer,
-             lambda x, top, left, h, w, fill=0: _window(x, top, left, h, w, fill)))
+             lambda x, top, left, h, w, fill=0, inside=0: _window(x, top, left, h, w, fill)))
 
 
 # Padding that repeats the image (torchvision's padding_mode "edge", "reflect", "symmetric"): an index map folding

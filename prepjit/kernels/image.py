@@ -45,6 +45,8 @@ def _crop_pad(ctx, op, out_idx):
     valid = prim("and", _inside(y, ctx.dim(h)), _inside(c, ctx.dim(w)))
     dt = op.result.type.dtype
     inner = ctx.convert(ctx.emit(x, [y, c, *out_idx[2:]]), dt)
+    if op.attrs.get("inside"):  # the prologue checked that the window lies inside the image: plain loads
+        return inner
     return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
 
 
@@ -78,7 +80,11 @@ def _flip(ctx, op, out_idx):
     i = out_idx[axis]
     mirrored = prim("sub", prim("sub", ctx.dim(x.type.shape[axis]), idx(1)), i)
     src = list(out_idx)
-    src[axis] = select(prim("ne", ctx.dim(op.attrs["flag"]), idx(0), dtype=BOOL), mirrored, i)
+    fixed = ctx.fixed.get(op)  # a flag decided per call, in one of the loop nests built for its values
+    if fixed is not None:
+        src[axis] = mirrored if fixed else i
+    else:
+        src[axis] = select(prim("ne", ctx.dim(op.attrs["flag"]), idx(0), dtype=BOOL), mirrored, i)
     return ctx.convert(ctx.emit(x, src), op.result.type.dtype)
 
 

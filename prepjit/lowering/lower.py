@@ -104,6 +104,7 @@ class _KernelBuilder:
         self.pre: list = []          # loop nests that run before the kernel's main nest (e.g. a resize pass)
         self.extra: list = []        # buffers those need (scratch, tables)
         self.state: dict = {}        # per-op lowering state shared by all uses of an op in this kernel
+        self.fixed: dict = {}        # op -> the value of its per-call flag in the loop nest being built
         # Computing at the main nest's outermost loop: ``outer`` is that loop's variable while the nest's body is
         # built (None: not allowed), ``per_outer`` the statements to run at the top of each of its iterations
         # (e.g. one row of a resize's vertical pass), ``outer_uses`` (op, index expression) pairs that relied on
@@ -301,6 +302,9 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
         loops: tuple = nest([switch.operands[-1]])
         for k in range(len(switch.operands) - 2, -1, -1):
             loops = (If(prim("eq", sel, idx(k), dtype=BOOL), nest([switch.operands[k]]), loops),)
+    elif pb.target == "cpu":
+        flips = [op for op in region.ops if op.name == "image.flip" and not D.is_static(op.attrs["flag"])]
+        loops = _flag_versions(kb, flips[:2], lambda: nest(ys))
     else:
         loops = nest(ys)
     if kb.per_outer:
@@ -313,6 +317,21 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
            [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs] + _extra_buffers(kb)
     return Kernel(name, bufs, [], tuple(kb.pre) + loops)
+
+
+def _flag_versions(kb: _KernelBuilder, ops: list, build) -> tuple:
+    """One loop nest per combination of the per-call flags of ``ops`` (random flips), chosen outside the loops: a
+    select on the flag at every element would keep the main loop from vectorizing."""
+    if not ops:
+        return build()
+    op, versions = ops[0], []
+    for value in (1, 0):
+        kb.fixed[op] = value
+        kb.memo.clear()  # expressions below a flip differ between the versions
+        versions.append(_flag_versions(kb, ops[1:], build))
+    del kb.fixed[op]
+    kb.memo.clear()
+    return (If(prim("ne", kb.dim(op.attrs["flag"]), idx(0), dtype=BOOL), versions[0], versions[1]),)
 
 
 def _at_outer_loops(stmts: tuple, head: tuple) -> tuple:
