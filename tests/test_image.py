@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import prepjit as pj
@@ -412,6 +412,33 @@ def test_resized_crop_matches_torch():
     win[:, :, 10:] = t[:, 50:250, 0:290]
     want = _torch_resize(win.permute(1, 2, 0).numpy(), 96, 128, True).permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(f(img), want)
+
+
+@pj.jit_preprocess
+def _box_resized(x):
+    return I.resized_crop(x, 5, 7, 30, 40, (17, 23), antialias=True)
+
+
+@example(h=40, w=50, seed=1)  # inside
+@example(h=20, w=50, seed=2)  # past the bottom
+@example(h=40, w=30, seed=3)  # past the right edge
+@given(h=st.integers(1, 60), w=st.integers(1, 70), seed=st.integers(0, 2 ** 32 - 1))
+def test_resized_crop_with_the_box_inside_or_past_the_image(h, w, seed):
+    """One kernel, two versions of its loads: plain when the box lies inside the image (checked per call), with
+    the zero fill of torchvision's padding otherwise; both match torch."""
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    win = np.zeros((30, 40, 3), np.uint8)
+    part = img[5:35, 7:47]
+    win[:part.shape[0], :part.shape[1]] = part
+    want = _torch_resize(win, 17, 23, True).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(_box_resized(img), want)
+
+
+def test_resized_crop_kernel_has_a_version_without_bounds_tests():
+    low = _box_resized.ir("lowered", example=(np.zeros((50, 60, 3), np.uint8),))
+    assert low.count("kernel.func") == 1
+    assert low.count(" then ") >= 1  # the padded version's lazy loads
+    assert low.count("memref.load %a0") > low.count(" then ")  # and loads without them
 
 
 def _torch_gray(t):

@@ -45,7 +45,7 @@ def _crop_pad(ctx, op, out_idx):
     valid = prim("and", _inside(y, ctx.dim(h)), _inside(c, ctx.dim(w)))
     dt = op.result.type.dtype
     inner = ctx.convert(ctx.emit(x, [y, c, *out_idx[2:]]), dt)
-    if op.attrs.get("inside"):  # the prologue checked that the window lies inside the image: plain loads
+    if op.attrs.get("inside") or ctx.fixed.get(op):  # the window lies inside the image (checked before)
         return inner
     return Cond(valid, inner, const(op.attrs.get("fill", 0), dt), dt)  # lazy: loads happen only inside the image
 
@@ -312,19 +312,36 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
     lo_e, rows_e, xlo_e = ctx.dim(lo), ctx.dim(n_rows), ctx.dim(xlo)
     last_row = prim("sub", iadd(lo_e, rows_e), idx(1))
 
-    # transpose in (rows past the end repeat the last one; their results are never copied out)
-    row = prim("min", iadd(iadd(lo_e, first), lane), last_row)
-    load_in = Store(tin.name, (p, ch, lane), ctx.strides(tin),
-                    ctx.convert(ctx.emit(x, [row, iadd(p, xlo_e), ch]), dt))
-    transpose_in = For(lane.name, idx(R), (For(p.name, ctx.dim(n_cols), (For(ch.name, idx(c), (load_in,)),)),))
-    transpose_in = ctx.unit_stride_version(transpose_in, ch.name)
-    pixels = _packed_rows(ctx, x, dt, c, xlo_e)
-    if pixels is not None:  # a full tile of an input whose pixels are packed: shuffled 16×16 blocks
-        packed, at = pixels
-        whole = prim("le", iadd(first, idx(R)), rows_e, dtype=BOOL)
-        fast = _tiles(ctx, D.mul(n_cols, c), lane, n, lambda q: Store(tin.name, (q, lane), (idx(R), idx(1)),
-                                                                      at(iadd(iadd(lo_e, first), lane), q)))
-        transpose_in = (If(prim("and", whole, packed), fast, transpose_in),)
+    def transposed_in():
+        # rows past the end repeat the last one; their results are never copied out
+        row = prim("min", iadd(iadd(lo_e, first), lane), last_row)
+        load_in = Store(tin.name, (p, ch, lane), ctx.strides(tin),
+                        ctx.convert(ctx.emit(x, [row, iadd(p, xlo_e), ch]), dt))
+        loops = For(lane.name, idx(R), (For(p.name, ctx.dim(n_cols), (For(ch.name, idx(c), (load_in,)),)),))
+        loops = ctx.unit_stride_version(loops, ch.name)
+        pixels = _packed_rows(ctx, x, dt, c, xlo_e)
+        if pixels is not None:  # a full tile of an input whose pixels are packed: shuffled 16×16 blocks
+            packed, at = pixels
+            whole = prim("le", iadd(first, idx(R)), rows_e, dtype=BOOL)
+            fast = _tiles(ctx, D.mul(n_cols, c), lane, n, lambda q: Store(tin.name, (q, lane), (idx(R), idx(1)),
+                                                                          at(iadd(iadd(lo_e, first), lane), q)))
+            loops = (If(prim("and", whole, packed), fast, loops),)
+        return loops
+
+    # A crop below x (resized_crop, crop) tests every index against the image and fills zeros outside: when its
+    # window lies inside the image (checked once per call), a version of the loads without the tests
+    crops = _bounds_tested_crops(x)
+    if crops:
+        inside = _windows_inside(ctx, crops)
+        ctx.fixed.update({c_op: True for c_op in crops})
+        ctx.memo.clear()
+        plain = transposed_in()
+        for c_op in crops:
+            del ctx.fixed[c_op]
+        ctx.memo.clear()
+        transpose_in = (If(inside, plain, transposed_in()),)
+    else:
+        transpose_in = transposed_in()
 
     # filter: for each output column, lanes[:] += w[k] * tin[src_k, :, :] over the taps — the pixel's channels and
     # the tile's rows are one contiguous vector of c * TILE_ROWS values sharing each tap's weight
@@ -355,6 +372,34 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
                        (For(lane.name, n_valid, (For(jc.name, row_len, (copy(jc),)),)),))
 
     return (*transpose_in, filt, transpose_out)
+
+
+def _bounds_tested_crops(x) -> list:
+    """The crops with a per-index bounds test (``image.crop_pad`` not known to be inside) that ``x`` is computed
+    from within the fused region."""
+    crops, todo, seen = [], [x], set()
+    while todo:
+        op = getattr(todo.pop(), "owner", None)
+        if op is None or op in seen:
+            continue
+        seen.add(op)
+        if op.name == "image.crop_pad" and not op.attrs.get("inside"):
+            crops.append(op)
+        todo.extend(op.operands)
+    return crops
+
+
+def _windows_inside(ctx, crops):
+    """Whether every crop's window lies inside its image (a loop-invariant condition)."""
+    cond = None
+    for op in crops:
+        img = op.operands[0].type.shape
+        a = {k: ctx.dim(op.attrs[k]) for k in ("top", "left", "h", "w")}
+        for start, size, extent in ((a["top"], a["h"], img[0]), (a["left"], a["w"], img[1])):
+            ok = prim("and", prim("ge", start, idx(0), dtype=BOOL),
+                      prim("le", iadd(start, size), ctx.dim(extent), dtype=BOOL))
+            cond = ok if cond is None else prim("and", cond, ok)
+    return cond
 
 
 def _tiles(ctx, length, lane, n, store_at) -> tuple:
