@@ -145,13 +145,15 @@ def precision_of(wmax):
 
 def _int16_stores(source: str, wmax):
     """``_int16_weights`` over the float64 table in ``source``: the precision from the axis-wide max weight,
-    then every live weight rounded half away from zero (non-live taps are 0)."""
-    v = mul(flat(source, F64, ROW, TAP), f(prim("shl", idx(1), Load("precision", (idx(0),), (idx(1),), I64)), F64))
+    then every weight rounded half away from zero. One flat loop over the table (vectorizable): the spec's taps
+    past a row's size are 0 there already, and stay 0."""
+    t = Var("t")
+    v = mul(Load(source, (t,), (idx(1),), F64),
+            f(prim("shl", idx(1), Load("precision", (idx(0),), (idx(1),), I64)), F64))
     w16 = select(lt(v, c(0.0, F64)), prim("trunc", add(c(-0.5, F64), v)), prim("trunc", add(c(0.5, F64), v)))
-    value = select(lt(TAP, flat("size", I64, ROW)), f(f(f(w16, I64), I16), I32), c(0, I32))
     return [Store("wmax", (idx(0),), (idx(1),), wmax),
             Store("precision", (idx(0),), (idx(1),), precision_of(Load("wmax", (idx(0),), (idx(1),), F64))),
-            For("i", OUT, (For("j", K, (store("weights", value, ROW, TAP),), vectorize=False),))]
+            For("t", mul(OUT, K), (Store("weights", (t,), (idx(1),), f(f(f(w16, I64), I16), I32)),))]
 
 
 def _antialias_kernel(name, mode: str, path: str) -> Kernel:
