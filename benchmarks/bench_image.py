@@ -8,7 +8,7 @@ Pipelines (per image, scikit-image's photos, 300-640 px):
   ragged the eval pipeline on 16 crops of those photos, each of another size, new to the process (per-size
          caches cleared before each run: what a first epoch over a real dataset sees)
   jpeg   the eval pipeline from JPEG bytes (photos encoded at quality 90; and one 2048×1536 photo), exact
-         decoding and decode(reduce="auto")
+         decoding and decode(reduce="auto"); peers: PIL decode + torch ops, simplejpeg decode + torch ops
 Peers run in the same process, interleaved round by round (the machine is shared and noisy; each row is the
 best round): torch ops on uint8 tensors (torchvision v2's path, 1 thread), PIL (resize, crop, NumPy
 normalize), OpenCV INTER_LINEAR (not antialiased: less work, different output), a numba kernel fusing the same
@@ -186,6 +186,14 @@ def main() -> int:
         with Image.open(io.BytesIO(data)) as im:
             return torch.from_numpy(np.asarray(im.convert("RGB")))
 
+    try:
+        import simplejpeg
+    except ImportError:
+        simplejpeg = None
+
+    def turbo_decode(data):  # libjpeg-turbo's TurboJPEG API straight into NumPy: the fastest decoding peer
+        return torch.from_numpy(simplejpeg.decode_jpeg(data))
+
     # -- agreement before timing ------------------------------------------------------------------------------------
     for p, t in zip(photos, tensors):
         assert np.abs(eval_tf(p) - torch_eval(t).numpy()).max() <= 1e-5
@@ -283,6 +291,9 @@ def main() -> int:
     add("train/prepjit batch out t1", lambda: train_tf.batch(batch, threads=1, out=buf), len(batch))
     add("train/prepjit batch out tN", lambda: train_tf.batch(batch, threads=threads, out=buf), len(batch))
     add("jpeg/pil+torch", lambda: [torch_eval(pil_decode(d)) for d in jpegs], n)
+    if simplejpeg is not None:
+        add("jpeg/turbo+torch", lambda: [torch_eval(turbo_decode(d)) for d in jpegs], n)
+        add("big/turbo+torch", lambda: torch_eval(turbo_decode(big_jpeg)), 1)
     add("jpeg/prepjit", lambda: [jpeg_exact(d) for d in jpegs], n)
     add("jpeg/prepjit auto", lambda: [jpeg_auto(d) for d in jpegs], n)
     add("big/pil+torch", lambda: torch_eval(pil_decode(big_jpeg)), 1)
@@ -360,9 +371,13 @@ def main() -> int:
     print("| from JPEG bytes | ms/image | vs PIL decode + torch ops |")
     print("|---|---:|---:|")
     row("photos: PIL decode + torch ops", "jpeg/pil+torch", "jpeg/pil+torch")
+    if simplejpeg is not None:
+        row("photos: simplejpeg (libjpeg-turbo) decode + torch ops", "jpeg/turbo+torch", "jpeg/pil+torch")
     row("photos: **prepjit** decode (exact)", "jpeg/prepjit", "jpeg/pil+torch")
     row("photos: **prepjit** decode(reduce=\"auto\")", "jpeg/prepjit auto", "jpeg/pil+torch")
     row("2048×1536: PIL decode + torch ops", "big/pil+torch", "big/pil+torch")
+    if simplejpeg is not None:
+        row("2048×1536: simplejpeg decode + torch ops", "big/turbo+torch", "big/pil+torch")
     row("2048×1536: **prepjit** decode (exact)", "big/prepjit", "big/pil+torch")
     row("2048×1536: **prepjit** decode(reduce=\"auto\")", "big/prepjit auto", "big/pil+torch")
     print()

@@ -334,6 +334,55 @@ def test_decode_bad_input_names_argument_and_sample():
     assert gray(good).shape == skdata.coffee().shape[:2] + (1,)
 
 
+@given(h=st.integers(1, 80), w=st.integers(1, 80), seed=st.integers(0, 2 ** 32 - 1),
+       subsampling=st.sampled_from(["4:2:0", "4:2:2", "4:4:4"]), progressive=st.booleans(),
+       quality=st.integers(30, 100), gray=st.booleans(), mode=st.sampled_from(["RGB", "RGBA", "L"]),
+       reduce=st.sampled_from([None, 2, 4, 8, "auto"]))
+def test_jpeg_decoding_equals_pillow(h, w, seed, subsampling, progressive, quality, gray, mode, reduce):
+    """JPEGs decode through TurboJPEG (simplejpeg) where it decodes as Pillow does, else through Pillow: the
+    result is Pillow's either way, for every subsampling, progressive or not, gray or colour, mode and scale."""
+    import io
+
+    from PIL import Image
+
+    from prepjit.ir.image import decode_image, decode_pillow
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (h, w) if gray else (h, w, 3), dtype=np.uint8)
+    pixels = np.clip(pixels.astype(int) // 32 * 32 + rng.integers(0, 8, pixels.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=quality, subsampling=subsampling, progressive=progressive)
+    plan = {"min_h": 12, "min_w": 9} if reduce == "auto" else {}
+    want = decode_pillow(buf.getvalue(), mode, reduce, **plan)
+    got = decode_image(buf.getvalue(), mode, reduce, **plan)
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_jpeg_decoding_of_photos_takes_the_fast_path_and_equals_pillow():
+    from prepjit.ir.image import _decode_turbojpeg, decode_image, decode_pillow
+
+    for name in ("astronaut", "coffee", "rocket"):
+        data = _encode(getattr(skdata, name)(), "JPEG")
+        for reduce in (None, 2, 4, 8):
+            assert _decode_turbojpeg(data, "RGB", reduce, 0, 0, 0) is not None
+            np.testing.assert_array_equal(decode_image(data, "RGB", reduce), decode_pillow(data, "RGB", reduce))
+        assert decode_pillow(data, "RGB", 2).shape[:2] == tuple(-(-d // 2) for d in getattr(skdata, name)().shape[:2])
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).convert("CMYK").save(buf, "JPEG")
+    cmyk = buf.getvalue()
+    assert _decode_turbojpeg(cmyk, "RGB", None, 0, 0, 0) is None  # Pillow's CMYK conversion: its own path
+    np.testing.assert_array_equal(decode_image(cmyk), decode_pillow(cmyk))
+    truncated = _encode(skdata.coffee(), "JPEG")[:5000]
+    assert _decode_turbojpeg(truncated, "RGB", None, 0, 0, 0) is None  # libjpeg warns: strict refuses
+    with pytest.raises(ValueError, match="cannot decode image bytes"):
+        decode_image(truncated)  # and Pillow refuses it too
+
+
 def test_bytes_function_ir_round_trips():
     from prepjit.ir.parser import parse_function
     from prepjit.ir.printer import print_function
