@@ -332,14 +332,8 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
     # window lies inside the image (checked once per call), a version of the loads without the tests
     crops = _bounds_tested_crops(x)
     if crops:
-        inside = _windows_inside(ctx, crops)
-        ctx.fixed.update({c_op: True for c_op in crops})
-        ctx.memo.clear()
-        plain = transposed_in()
-        for c_op in crops:
-            del ctx.fixed[c_op]
-        ctx.memo.clear()
-        transpose_in = (If(inside, plain, transposed_in()),)
+        plain = ctx.built_with({c_op: True for c_op in crops}, transposed_in)
+        transpose_in = (If(_windows_inside(ctx, crops), plain, transposed_in()),)
     else:
         transpose_in = transposed_in()
 

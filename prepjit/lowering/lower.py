@@ -114,6 +114,18 @@ class _KernelBuilder:
         self.per_outer: list = []
         self.outer_uses: list = []
 
+    def built_with(self, fixed: dict, build):
+        """``build()`` with the per-call values of the ops in ``fixed`` taken as known (one version of a loop nest).
+        Memoized expressions are dropped before and after: they may depend on those values."""
+        saved = dict(self.fixed)
+        self.fixed.update(fixed)
+        self.memo.clear()
+        try:
+            return build()
+        finally:
+            self.fixed = saved
+            self.memo.clear()
+
     def table(self, maker, args: tuple, dtype, shape: tuple) -> BufferInfo:
         """A read-only array the prologue builds with ``maker(*evaluated args)`` (cached by the maker)."""
         key = (maker, args)
@@ -324,14 +336,9 @@ def _flag_versions(kb: _KernelBuilder, ops: list, build) -> tuple:
     select on the flag at every element would keep the main loop from vectorizing."""
     if not ops:
         return build()
-    op, versions = ops[0], []
-    for value in (1, 0):
-        kb.fixed[op] = value
-        kb.memo.clear()  # expressions below a flip differ between the versions
-        versions.append(_flag_versions(kb, ops[1:], build))
-    del kb.fixed[op]
-    kb.memo.clear()
-    return (If(prim("ne", kb.dim(op.attrs["flag"]), idx(0), dtype=BOOL), versions[0], versions[1]),)
+    op = ops[0]
+    flipped, plain = (kb.built_with({op: value}, lambda: _flag_versions(kb, ops[1:], build)) for value in (1, 0))
+    return (If(prim("ne", kb.dim(op.attrs["flag"]), idx(0), dtype=BOOL), flipped, plain),)
 
 
 def _at_outer_loops(stmts: tuple, head: tuple) -> tuple:
