@@ -23,7 +23,7 @@ EDGES = [(1, 1), (1, 5), (5, 1), (2, 3), (3, 2), (7, 7), (100, 37), (37, 100), (
 
 
 def native(in_size, out_size, mode, aa, path):
-    return IT._table.__wrapped__(in_size, out_size, mode, aa, path)
+    return IT.native_table(in_size, out_size, mode, aa, path)
 
 
 def assert_same(in_size, out_size, mode, aa, path):
@@ -57,10 +57,13 @@ def test_native_tables_equal_the_spec_small(variant, in_size, out_size):
 
 def test_spec_path_switch(monkeypatch):
     """``PREPJIT_NATIVE_TABLES=0`` (read at import) runs the spec: the switch used to compare the two."""
+    calls = []
+    monkeypatch.setattr(IT, "native_table", lambda *a: calls.append(a))
+    assert IT._table.__wrapped__(500, 341, 0, True, 0) is None and calls == [(500, 341, 0, True, 0)]
     monkeypatch.setattr(IT, "_NATIVE", False)
     got = IT._table.__wrapped__(500, 341, 0, True, 0)
     want = IT._spec_table(500, 341, 0, True, 0)
-    assert all(np.array_equal(a, b) for a, b in zip(got[:3], want[:3])) and got[3] == want[3]
+    assert all(np.array_equal(a, b) for a, b in zip(got[:3], want[:3])) and got[3] == want[3] and len(calls) == 1
 
 
 def test_table_kernels_come_from_the_disk_cache(tmp_path):

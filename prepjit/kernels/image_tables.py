@@ -30,6 +30,11 @@ def _table(in_size, out_size, mode, antialias, path):
     in_size, out_size = int(in_size), int(out_size)
     if in_size < 1 or out_size < 1 or not _NATIVE:
         return _spec_table(in_size, out_size, mode, antialias, path)
+    return native_table(in_size, out_size, mode, antialias, path)
+
+
+def native_table(in_size: int, out_size: int, mode: int, antialias, path: int) -> tuple:
+    """``_table`` by its native kernel (sizes >= 1)."""
     var = variant(mode, antialias, path)
     K = table_width(in_size, out_size, var[0], var[1], var[3])
     n = out_size * K

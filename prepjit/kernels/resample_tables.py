@@ -2,9 +2,9 @@
 (the same roundings, the same fused multiply-adds), so the native tables are bit-identical to the NumPy spec —
 ``tests/test_resample_tables.py`` compares them over hypothesis-drawn sizes for every mode and dtype path.
 
-Why native: the spec builds a table with a few hundred small NumPy operations (~200 µs), and a table is needed
-for every new (input size, output size) pair, which on a real dataset (ragged photos, random crops) means nearly
-every sample, on the caller's path of a batch. The kernel takes a few µs.
+Why native: the spec builds a table with a few hundred small NumPy operations (100–650 µs), and a table is
+needed for every new (input size, output size) pair, which on a real dataset (ragged photos, random crops) means
+nearly every sample, on the caller's path of a batch. The kernel takes 1–40 µs (most of it for large downscales).
 
 One kernel per variant (mode, antialias, dtype path); :mod:`prepjit.kernels.image_tables` compiles a variant the
 first time it is needed (cached on disk like any kernel) and calls it. Buffers (flat, row-major ``out × K``):
