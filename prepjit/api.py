@@ -632,13 +632,14 @@ class JitFunction:
         return c.optimized_llvm_ir
 
 
-def _prebuild_fixed_kernels(program) -> None:
+def _prebuild_fixed_kernels(program) -> dict:
     """The shipped kernels a freshly compiled program's prologue will call (resize weight tables), built now and
-    cached with it: a process using the cache afterwards needs no LLVM."""
+    cached with it, so a process using the cache afterwards needs no LLVM: {cache key: name}."""
     if any(b.kind == "table" for b in program.buffers.values()):
         from prepjit.kernels import image_tables
 
-        image_tables.prebuild(program)
+        return image_tables.prebuild(program)
+    return {}
 
 
 def _flatten(out):

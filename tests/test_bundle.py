@@ -34,10 +34,14 @@ LOAD = textwrap.dedent('''
     import numpy as np
     warnings.simplefilter("error")
     import prepjit as pj
+    from prepjit.runtime import native
+    compiled = []
+    real = native.compile_object
+    native.compile_object = lambda ir: compiled.append(1) or real(ir)
     fn = pj.load(sys.argv[1])
     img = np.random.default_rng(1).integers(0, 256, (30, 41, 3), dtype=np.uint8)
     same = bool(np.array_equal(fn(img), np.load(sys.argv[2])))
-    print(json.dumps({"same": same, "stats": fn.stats, "repr": repr(fn)}))
+    print(json.dumps({"same": same, "stats": fn.stats, "repr": repr(fn), "native_compiles": len(compiled)}))
 ''')
 
 
@@ -68,9 +72,13 @@ def test_bundle_runs_in_a_fresh_process_without_source_or_cache(tmp_path):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["same"] and r["stats"]["compiles"] == 0 and r["stats"]["disk_hits"] == 1 and "bundle" in r["repr"]
+    # the resize's weight-table kernel travelled in the bundle too: nothing at all was compiled
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert [k["name"] for k in manifest["fixed_kernels"]] == ["resize_table_bilinear_True_False_uint8"]
+    assert r["native_compiles"] == 0
     assert manifest["versions"]["prepjit"] == pj.__version__ and "cpu" in manifest["built_on"]
-    assert set(manifest["files"]) == {"ir/0.mlir", "objects/cpu/0.o"}
+    assert set(manifest["files"]) == {"ir/0.mlir", "objects/cpu/0.o",
+                                      "objects/fixed/resize_table_bilinear_True_False_uint8.o"}
     assert (tmp_path / "bundle" / "ir" / "0.mlir").read_text().startswith("func.func @eval_tf")
 
 

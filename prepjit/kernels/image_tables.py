@@ -86,18 +86,27 @@ _builders: dict = {}
 _builders_lock = threading.Lock()
 
 
+def _kernel_key(var: tuple) -> tuple[str, str]:
+    """(name, cache key) of the table kernel of ``var``: keyed by prepjit's source hash (memoized), so a warm
+    process finds it without building its IR."""
+    from prepjit.compiler.driver import compiler_hash
+    from prepjit.runtime import native
+
+    name = "resize_table_" + "_".join(map(str, var))
+    return name, native.fixed_kernel_key(name, _BUILDER_VERSION, compiler_hash())
+
+
 def _builder(var: tuple):
-    """The entry (ctypes function) of the table kernel of ``var``: compiled once per host and cached on disk like
-    any kernel, keyed by prepjit's source hash, so a warm process loads it without building its IR."""
+    """The entry (ctypes function) of the table kernel of ``var``, compiled once per host and cached on disk like
+    any kernel."""
     fn = _builders.get(var)
     if fn is None:
         with _builders_lock:
             fn = _builders.get(var)
             if fn is None:
-                from prepjit.compiler.driver import compiler_hash
                 from prepjit.runtime import native
 
-                name = "resize_table_" + "_".join(map(str, var))
+                name, key = _kernel_key(var)
 
                 def build_ir():
                     from prepjit.kernels.resample_tables import kernel_for
@@ -105,18 +114,19 @@ def _builder(var: tuple):
 
                     return render_program([kernel_for(var)], list(BUILDER_SLOTS), name)
 
-                key = native.fixed_kernel_key(name, _BUILDER_VERSION, compiler_hash())
                 fn = _builders[var] = native.load_fixed_kernel(key, build_ir, "prepjit_entry", {
                     "function": f"prepjit {name}", "target": "cpu", "specialization": []})
     return fn.cfunc  # the NativeFunction stays in ``_builders``: it keeps the code mapped
 
 
-def prebuild(program) -> None:
+def prebuild(program) -> dict:
     """Compile (or load) the table kernels ``program``'s prologue calls, so a process that compiled a function (e.g.
-    ``prepjit warm``) leaves them in the cache too, and a warm process never compiles. A mode that depends on the
-    sizes (torch's channels-last nearest kernel or not) builds both kernels."""
+    ``prepjit warm``) leaves them in the cache too, and a warm process never compiles; {cache key: name} of them
+    (a bundle carries their objects). A mode that depends on the sizes (torch's channels-last nearest kernel or
+    not) builds both kernels."""
+    built: dict = {}
     if not _NATIVE:
-        return
+        return built
     for b in program.buffers.values():
         if b.kind == "table" and b.maker in (rs_size, rs_index, rs_start, rs_weights):
             _, _, mode, antialias, path = b.maker_args
@@ -124,7 +134,11 @@ def prebuild(program) -> None:
             modes = [mode] if isinstance(mode, int) else [m + k * n for m in range(n) for k in (0, 1)
                                                           if RESAMPLE_MODES[m] in NEAREST_MODES]
             for m in modes:
-                _builder(variant(m, antialias, path))
+                var = variant(m, antialias, path)
+                _builder(var)
+                name, key = _kernel_key(var)
+                built[key] = name
+    return built
 
 
 def _spec_table(in_size, out_size, mode, antialias, path):

@@ -5,6 +5,7 @@ A bundle is a directory that runs without the original Python source::
     manifest.json        format, versions, the host the objects were built for, specializations, checksums
     ir/<i>.mlir          traced IR text of specialization i (constants included: the program's data)
     objects/<target>/<i>.o   object code of specialization i for that target
+    objects/fixed/<name>.o   object code of the shipped kernels the prologues call (resize weight tables)
     tables/              host-side data tables (reserved: no current op has tables outside its IR)
 
 ``load`` checks every file against the manifest (size and sha256) before using anything, so a truncated or
@@ -62,9 +63,13 @@ def save(fn, path) -> str:
         raise FileExistsError(f"{path} exists and is not a prepjit bundle; not overwriting it")
     if not specializations(fn):
         raise ValueError(f"{fn.name}: nothing to save; declare signature= or call the function first")
+    from prepjit.api import _prebuild_fixed_kernels
+    from prepjit.runtime import native
+
     state = ir_state(fn)
     files: dict[str, bytes] = {}
     specs_out = []
+    shipped: dict = {}  # cache key -> name of the shipped kernels the prologues call (resize weight tables)
     for i, sp in enumerate(state["specializations"]):
         entry = tuple(spec_from_text(t) for t in sp["specs"])
         fn.compile(*entry)
@@ -74,6 +79,13 @@ def save(fn, path) -> str:
         files[obj_name] = _object_code(fn, c)
         specs_out.append({"specs": sp["specs"], "ir": ir_name,
                           "objects": {fn.target: {"path": obj_name, "key": c.key}}})
+        shipped.update(_prebuild_fixed_kernels(c.program))
+    fixed = []
+    for key, name in sorted(shipped.items()):
+        obj = native.fixed_kernel_object(key)
+        if obj is not None:
+            files[f"objects/fixed/{name}.o"] = obj
+            fixed.append({"name": name, "key": key, "path": f"objects/fixed/{name}.o"})
     import numpy
 
     manifest = {
@@ -83,6 +95,7 @@ def save(fn, path) -> str:
         "versions": {"prepjit": __version__, "python": platform.python_version(), "numpy": numpy.__version__},
         "built_on": {fn.target: host_meta()},
         "specializations": specs_out,
+        "fixed_kernels": fixed,
         "tables": {},
         "files": {name: {"size": len(data), "sha256": _sha(data)} for name, data in sorted(files.items())},
     }
@@ -132,6 +145,7 @@ def _read_manifest(path: pathlib.Path) -> dict:
         for sp in m["specializations"]:
             assert isinstance(sp["specs"], list) and sp["ir"] in files
             assert all(o["path"] in files and isinstance(o["key"], str) for o in sp.get("objects", {}).values())
+        assert all(f["path"] in files and isinstance(f["key"], str) for f in m.get("fixed_kernels", []))
     except (KeyError, TypeError, AssertionError, AttributeError):
         raise BundleError(f"{path}: {MANIFEST} is malformed") from None
     return m
@@ -199,6 +213,10 @@ def load(path):
         obj = sp.get("objects", {}).get(m["target"])
         if obj is not None:
             objects[obj["key"]] = data[obj["path"]]
+    from prepjit.runtime import native
+
+    for fk in m.get("fixed_kernels", []):  # found under their keys only where this machine computes the same ones
+        native.provide_fixed_kernel(fk["key"], data[fk["path"]])
     state = {"version": STATE_VERSION, "name": m["name"], "module": m.get("module", "<bundle>"),
              "qualname": m.get("qualname", m["name"]), "arg_names": m["arg_names"], "target": m["target"],
              "cache": True, "specializations": specs}

@@ -453,10 +453,13 @@ def executable(jf, specs) -> CudaExecutable:
 
 def compile_ahead(jf, todo, archs) -> None:
     """AOT: render and NVRTC-compile every specialization in ``todo`` for ``archs`` into the cache (no GPU)."""
+    from prepjit.api import _prebuild_fixed_kernels
+
     archs = [archs] if isinstance(archs, str) else list(archs)
     for spec in todo:
         c = jf._build(spec)
         src = render(c)
+        _prebuild_fixed_kernels(c.program)  # the host prologue's resize-table kernels (CPU code)
         for arch in archs:
             stats: dict = {}
             cached_cubin(src.text, _check_arch(arch), _meta(jf, c), jf.cache, stats)

@@ -230,14 +230,33 @@ def fixed_kernel_key(name: str, version: str, source: str) -> str:
     return sha256("\x00".join(parts).encode()).hexdigest()
 
 
+_provided: dict = {}  # cache key -> object code of a shipped kernel handed over by a bundle (``pj.load``)
+
+
+def provide_fixed_kernel(key: str, obj: bytes) -> None:
+    """Make ``obj`` the object code of the shipped kernel with cache key ``key`` in this process (a bundle carries
+    the kernels its functions' prologues call, so it runs without compiling them)."""
+    _provided[key] = obj
+
+
+def fixed_kernel_object(key: str) -> bytes | None:
+    """The object code of a shipped kernel: handed over by a bundle, or from the cache."""
+    if key in _provided:
+        return _provided[key]
+    from prepjit.runtime.cache import get_cache
+
+    entry = get_cache().load(key)
+    return entry.payload if entry is not None else None
+
+
 def load_fixed_kernel(key: str, build_ir, symbol: str, meta: dict) -> NativeFunction:
-    """A kernel prepjit ships: object code from the disk cache, or ``build_ir()`` compiled now (under the entry's
-    lock, so concurrent processes compile it once) and stored; a cached object that does not link is rebuilt."""
+    """A kernel prepjit ships: object code handed over by a bundle or from the disk cache, or ``build_ir()``
+    compiled now (under the entry's lock, so concurrent processes compile it once) and stored; a cached object
+    that does not link is rebuilt."""
     from prepjit.runtime.cache import get_cache
 
     store = get_cache()
-    entry = store.load(key)
-    obj = entry.payload if entry is not None else None
+    obj = fixed_kernel_object(key)
     if obj is None:
         with store.lock(key):
             entry = store.load(key)
