@@ -257,7 +257,8 @@ def main() -> int:
     add("eval/prepjit batch out t1", lambda: eval_tf.batch(batch, threads=1, out=buf), len(batch))
     add("eval/prepjit batch out tN", lambda: eval_tf.batch(batch, threads=threads, out=buf), len(batch))
     # controls: what 1 → N threads gives on this machine right now, for pure compute (SHA-256 of an L2-sized
-    # buffer) and for memory traffic (copying 32 MB arrays); both release the GIL like prepjit's native calls
+    # buffer; vector float arithmetic on L2-resident arrays, the kind of work prepjit's kernels do) and for memory
+    # traffic (copying 32 MB arrays); all release the GIL like prepjit's native calls
     ctl = ThreadPoolExecutor(threads)
     small, big_src = b"x" * (256 << 10), [np.ones(32 << 20, np.uint8) for _ in range(threads)]
     big_dst = [np.empty_like(a) for a in big_src]
@@ -270,7 +271,16 @@ def main() -> int:
         for _ in range(reps):
             np.copyto(big_dst[k], big_src[k])
 
-    for name, fn, reps in (("sha", sha, 64), ("copy", copy, 4)):
+    vec = [tuple(np.random.default_rng(k).random(1 << 16, np.float32) for _ in range(3)) for k in range(threads)]
+
+    def simd(k, reps):  # vector float arithmetic on L2-resident arrays: compute like prepjit's kernels, no memory
+        a, b, c = vec[k]
+        for _ in range(reps):
+            np.multiply(a, b, out=c)
+            np.add(c, a, out=c)
+            np.sqrt(c, out=c)
+
+    for name, fn, reps in (("sha", sha, 64), ("simd", simd, 256), ("copy", copy, 4)):
         add(f"control/{name} t1", lambda fn=fn, reps=reps: fn(0, reps * threads), 1)
         add(f"control/{name} tN", lambda fn=fn, reps=reps: list(ctl.map(fn, range(threads), [reps] * threads)), 1)
     # sustained: a loop calling .batch back to back (a data pipeline's steady state): the second CPU stays busy
@@ -398,7 +408,9 @@ def main() -> int:
             f"{paired('train/prepjit batch t1', 'train/prepjit batch tN'):.2f}×) "
             f"(target ≥1.8× on 2); this machine meanwhile, 1 → {threads} threads: compute "
             f"(SHA-256) {best['control/sha t1'] / best['control/sha tN']:.2f}× (paired "
-            f"{paired('control/sha t1', 'control/sha tN'):.2f}×), memory traffic (copying 32 MB) "
+            f"{paired('control/sha t1', 'control/sha tN'):.2f}×), vector float arithmetic in L2 "
+            f"{best['control/simd t1'] / best['control/simd tN']:.2f}× (paired "
+            f"{paired('control/simd t1', 'control/simd tN'):.2f}×), memory traffic (copying 32 MB) "
             f"{best['control/copy t1'] / best['control/copy tN']:.2f}×")
     print(f"new sizes: prepjit vs torch {best['ragged/torch'] / best['ragged/prepjit']:.2f}× (tables by the NumPy "
           f"spec: {best['ragged/torch'] / best['ragged/prepjit spec tables']:.2f}×); .batch 1 → {threads} threads "
