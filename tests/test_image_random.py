@@ -11,7 +11,7 @@ from skimage import data as skdata
 
 import prepjit as pj
 from prepjit import image as I
-from prepjit.ir.image import random_resized_crop_params, rng_bernoulli
+from prepjit.ir.image import random_resized_crop_params, rng_bernoulli, tv_resize_hw
 from prepjit.kernels.rng import float_to_bits, uniform
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -67,6 +67,31 @@ def test_training_kernel_reads_the_box_without_bounds_tests_and_chooses_the_flip
     assert low.count("kernel.func") == 1
     assert " then " not in low  # no lazy select (a crop's zero fill outside the image)
     assert low.count("scf.for %i1 = 0 to 224") == 2  # the main nest, once per flip outcome
+
+
+@pytest.mark.parametrize("size", [[40, 56], 48])
+def test_a_random_flip_before_a_resize_matches_torch_both_ways(size):
+    """A flip the resize reads through (its passes are built once, before the main nest) keeps the per-element
+    choice; one after the resize gets a loop nest per outcome. Both match torch for both outcomes."""
+    @pj.jit_preprocess
+    def f(img):
+        x = I.resize(I.random_horizontal_flip(img), size, antialias=True)
+        return I.random_horizontal_flip(x)
+
+    img = skdata.chelsea()
+    outcomes = set()
+    for index in range(8):
+        first, second = (rng_bernoulli(5, index, stream, float_to_bits(0.5)) for stream in (1, 2))
+        outcomes.add((first, second))
+        src = img[:, ::-1] if first else img
+        t = torch.from_numpy(np.ascontiguousarray(src)).permute(2, 0, 1)[None]
+        hw = tuple(size) if isinstance(size, list) else (tv_resize_hw(*img.shape[:2], size, -1, 1),
+                                                         tv_resize_hw(*img.shape[:2], size, -1, 0))
+        r = F.interpolate(t.contiguous(memory_format=torch.channels_last), size=hw, mode="bilinear",
+                          antialias=True, align_corners=False)[0]
+        want = (r.flip(-1) if second else r).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(f(img, seed=5, index=index), want)
+    assert len(outcomes) >= 3
 
 
 def test_a_box_outside_the_image_is_refused_before_native_code(monkeypatch):

@@ -315,8 +315,7 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
         for k in range(len(switch.operands) - 2, -1, -1):
             loops = (If(prim("eq", sel, idx(k), dtype=BOOL), nest([switch.operands[k]]), loops),)
     elif pb.target == "cpu":
-        flips = [op for op in region.ops if op.name == "image.flip" and not D.is_static(op.attrs["flag"])]
-        loops = _flag_versions(kb, flips[:2], lambda: nest(ys))
+        loops = _flag_versions(kb, _versioned_flips(region)[:2], lambda: nest(ys))
     else:
         loops = nest(ys)
     if kb.per_outer:
@@ -329,6 +328,20 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + \
            [Buffer(b.name, b.dtype, len(b.shape), "out") for b in out_bufs] + _extra_buffers(kb)
     return Kernel(name, bufs, [], tuple(kb.pre) + loops)
+
+
+def _versioned_flips(region) -> list:
+    """The flips decided per call that get one loop nest per outcome: those no resample is computed from (a
+    resample's passes are built once, before the main nest, and shared by every version of it)."""
+    below_resample: set = set()
+    todo = [v for op in region.ops if op.name == "image.resample" for v in op.operands]
+    while todo:
+        op = getattr(todo.pop(), "owner", None)
+        if op is not None and op not in below_resample:
+            below_resample.add(op)
+            todo.extend(op.operands)
+    return [op for op in region.ops if op.name == "image.flip" and not D.is_static(op.attrs["flag"])
+            and op not in below_resample]
 
 
 def _flag_versions(kb: _KernelBuilder, ops: list, build) -> tuple:
