@@ -118,6 +118,14 @@ def main() -> int:
 
     jpeg_exact, jpeg_auto = jpeg_tf(None), jpeg_tf("auto")
 
+    @pj.jit_preprocess(signature=sig)
+    def brighten(img):  # an elementwise op on HWC pixels, no resize: the (W, 3) inner loops as one
+        return I.adjust_brightness(img, 1.2)
+
+    @pj.jit_preprocess(signature=sig)
+    def as_float(img):
+        return I.to_dtype(img, np.float32, scale=True)
+
     m_t, s_t = torch.tensor(MEAN).view(-1, 1, 1), torch.tensor(STD).view(-1, 1, 1)
     m_np, s_np = np.array(MEAN, np.float32), np.array(STD, np.float32)
 
@@ -203,6 +211,9 @@ def main() -> int:
             assert np.abs(train_tf(p, index=i) - torch_train(t, i).numpy()).max() <= 1e-5
     for d in jpegs:
         assert np.abs(jpeg_exact(d) - torch_eval(pil_decode(d)).numpy()).max() <= 1e-5
+    for p, t in zip(photos, tensors):
+        assert np.array_equal(brighten(p), (t.float() * 1.2).clamp_(0, 255).to(torch.uint8).numpy())
+        assert np.array_equal(as_float(p), t.float().mul_(1.0 / 255).numpy())
     std_levels = np.array(STD, np.float32)[:, None, None] * 255  # normalized units → uint8 levels
     pil_diff = max(float((np.abs(pil_eval(p) - torch_eval(t).numpy()) * std_levels).max())
                    for p, t in zip(photos, tensors))
@@ -294,6 +305,10 @@ def main() -> int:
     add("sustained/sha t1", lambda: [sha(0, 64 * threads) for _ in range(back)], back)
     add("sustained/sha tN", lambda: [list(ctl.map(sha, range(threads), [64] * threads)) for _ in range(back)],
         back)
+    add("hwc/torch brightness", lambda: [(t.float() * 1.2).clamp_(0, 255).to(torch.uint8) for t in tensors], n)
+    add("hwc/prepjit brightness", lambda: [brighten(p) for p in photos], n)
+    add("hwc/torch to_dtype", lambda: [t.float().mul_(1.0 / 255) for t in tensors], n)
+    add("hwc/prepjit to_dtype", lambda: [as_float(p) for p in photos], n)
     add("train/torch", lambda: [torch_train(t, i) for i, t in enumerate(tensors)], n)
     add("train/prepjit", lambda: [train_tf(p, index=i) for i, p in enumerate(photos)], n)
     add("train/prepjit batch t1", lambda: train_tf.batch(batch, threads=1), len(batch))
@@ -377,6 +392,13 @@ def main() -> int:
     print("|---|---:|---:|")
     row("torch ops, same boxes and flips", "train/torch", "train/torch")
     prepjit_rows("train")
+    print()
+    print("| elementwise on HWC pixels (no resize) | ms/image | vs torch ops |")
+    print("|---|---:|---:|")
+    row("adjust_brightness(1.2): torch ops (float, clamp, uint8)", "hwc/torch brightness", "hwc/torch brightness")
+    row("adjust_brightness(1.2): **prepjit**", "hwc/prepjit brightness", "hwc/torch brightness")
+    row("to_dtype(float32, scale=True): torch ops", "hwc/torch to_dtype", "hwc/torch to_dtype")
+    row("to_dtype(float32, scale=True): **prepjit**", "hwc/prepjit to_dtype", "hwc/torch to_dtype")
     print()
     print("| from JPEG bytes | ms/image | vs PIL decode + torch ops |")
     print("|---|---:|---:|")

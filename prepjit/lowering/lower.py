@@ -20,8 +20,8 @@ from prepjit.kernels import image as _image_rules  # noqa: F401  (registers the 
 from prepjit.kernels.layout import INDEX_MAPS
 from prepjit.kernels.reduction import REDUCERS
 from prepjit.lowering.loop_ir import (
-    BOOL, Buffer, Const, Expr, For, If, Kernel, Load, Param, Prim, Store, Var, cast, const, idx, map_expr, prim,
-    select, uses_var, walk,
+    BOOL, Buffer, Const, Expr, For, If, Kernel, Load, Param, Prim, Store, Var, cast, const, idx, imul, map_expr,
+    offset_coeff, prim, select, uses_var, walk,
 )
 
 
@@ -207,19 +207,75 @@ class _KernelBuilder:
         return r
 
 
-def _nest(shape_exprs, var_prefix, body_fn, input_bufs, order=None) -> tuple:
+def _nest(shape_exprs, var_prefix, body_fn, input_bufs, order=None, collapse=None) -> tuple:
     """Perfect loop nest over ``shape_exprs`` (loops in ``order``, outermost first; default: dimension order);
-    the innermost loop is versioned for unit input strides."""
+    the innermost loop is versioned for unit input strides. ``collapse()`` (asked once the body is built) allows a
+    version with the two innermost loops as one (:func:`_collapsed`)."""
     vars_ = [Var(f"{var_prefix}{k}") for k in range(len(shape_exprs))]
-    body = body_fn(vars_)
+    body = tuple(body_fn(vars_))
     if not vars_:
-        return tuple(body)
+        return body
     order = list(range(len(vars_))) if order is None else list(order)
+    stmts = _loops(vars_, order, shape_exprs, body, input_bufs)
+    if collapse is not None and len(order) >= 2 and collapse():
+        fused = _collapsed(vars_, order, shape_exprs, body, input_bufs)
+        if fused is not None:
+            cond, loops = fused
+            stmts = loops if cond is None else (If(cond, loops, stmts),)
+    return stmts
+
+
+def _loops(vars_, order, shape_exprs, body: tuple, input_bufs) -> tuple:
     inner = order[-1]
-    stmts = _versioned(vars_[inner].name, shape_exprs[inner], tuple(body), input_bufs)
+    stmts = _versioned(vars_[inner].name, shape_exprs[inner], body, input_bufs)
     for k in reversed(order[:-1]):
         stmts = (For(vars_[k].name, shape_exprs[k], stmts),)
     return stmts
+
+
+def _collapsed(vars_, order, shape_exprs, body: tuple, input_bufs):
+    """The nest with its two innermost loops ``a``, ``b`` as one loop over ``j = a * extent_b + b``, when every
+    load and store walks them as one range (offset coefficient of ``a`` = extent of ``b`` × that of ``b``) and
+    nothing else uses them: (the runtime condition, or None when it holds statically; the loops), or None.
+    An HWC image's last loop has 3 iterations: too short to vectorize, while a row of W × 3 bytes is not."""
+    a, b = vars_[order[-2]], vars_[order[-1]]
+    extent_b = shape_exprs[order[-1]]
+    j = Var(f"{a.name}{b.name}")
+    names = (a.name, b.name)
+    if not all(isinstance(s, Store) for s in body):
+        return None
+    accesses = list(body) + [n for s in body for e in (s.value, *s.indices) for n in walk(e) if isinstance(n, Load)]
+    cond = None
+    for acc in accesses:
+        ca, cb = (offset_coeff(acc.indices, acc.strides, v) for v in names)
+        if ca is None or cb is None or any(uses_var(c, v) for c in (ca, cb) for v in names):
+            return None
+        want = imul(extent_b, cb)
+        if ca == want:
+            continue
+        if isinstance(ca, Const) and isinstance(want, Const):
+            return None  # statically not one range (e.g. a CHW output)
+        c = prim("eq", ca, want, dtype=BOOL)
+        cond = c if cond is None else prim("and", cond, c)
+    sub = {a.name: idx(0), b.name: j}
+    memo: dict = {}
+
+    def flat(e):  # a and b inside an access's indices: base + a * ca + b * cb == base + j * cb
+        return map_expr(e, lambda n: sub.get(n.name, n) if isinstance(n, Var) else n, memo)
+
+    def load(n):
+        return Load(n.buf, tuple(flat(i) for i in n.indices), n.strides, n.dtype) if isinstance(n, Load) else n
+
+    new_body = tuple(Store(s.buf, tuple(flat(i) for i in s.indices), s.strides, map_expr(s.value, load))
+                     for s in body)
+    if any(uses_var(e, v) for s in new_body for e in (s.value, *s.indices) for v in names):
+        return None  # a or b used as a value (e.g. a per-channel constant chosen by the channel index)
+    outer = [k for k in order[:-2]]
+    extent = imul(shape_exprs[order[-2]], extent_b)
+    stmts = _versioned(j.name, extent, new_body, input_bufs)
+    for k in reversed(outer):
+        stmts = (For(vars_[k].name, shape_exprs[k], stmts),)
+    return cond, stmts
 
 
 def _loop_order(shape) -> list[int]:
@@ -306,7 +362,9 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
                 stmts.append(Store(ob.name, tuple(vars_), tuple(pb.stride(ob, k) for k in range(len(vars_))), val))
             return stmts
 
-        return _nest([pb.dim(d) for d in shape], "i", body, inputs, order)
+        # two innermost loops as one where accesses allow (CPU; a per-row head needs the outer loop to stay)
+        collapse = (lambda: len(shape) >= 3 or not kb.per_outer) if pb.target == "cpu" else None
+        return _nest([pb.dim(d) for d in shape], "i", body, inputs, order, collapse)
 
     if switch is not None:
         # a choice made once per call: one loop nest per alternative, chosen outside the loops
