@@ -351,6 +351,8 @@ def test_layout_chain(data):
 _scale_hwc = pj.jit_preprocess(lambda x: x * 2 + 1)
 _per_channel = pj.jit_preprocess(lambda x: x * np.array([1, 2, 3], np.uint8))
 _two_inputs = pj.jit_preprocess(lambda x, y: x - y)
+_channel_mix = pj.jit_preprocess(lambda x: x[..., 0] // 2 + x[..., 2] // 4)  # reads the pixel's channels
+_pixel_sums = pj.jit_preprocess(lambda x: x.sum(axis=2, keepdims=True, dtype=np.int64) + x.max())
 
 
 @given(data=st.data())
@@ -366,7 +368,9 @@ def test_inner_loops_as_one_range_on_any_view(data):
              base[:h, ::-1, :3], base[:h, :w, 2::-1], base[1:h + 1, 1:w + 1, 1:4]]
     for v in views:
         for got, want in ((_scale_hwc(v), v * 2 + 1), (_per_channel(v), v * np.array([1, 2, 3], np.uint8)),
-                          (_two_inputs(v, np.ascontiguousarray(v[::-1])), v - v[::-1])):
+                          (_two_inputs(v, np.ascontiguousarray(v[::-1])), v - v[::-1]),
+                          (_channel_mix(v), v[..., 0] // 2 + v[..., 2] // 4),
+                          (_pixel_sums(v), v.sum(axis=2, keepdims=True, dtype=np.int64) + v.max())):
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
 
@@ -375,3 +379,6 @@ def test_inner_loops_as_one_range_in_the_lowered_kernel():
     x = np.zeros((4, 5, 3), np.uint8)
     assert "scf.for %i1i2" in _scale_hwc.ir("lowered", example=(x,))
     assert "scf.for %i1i2" not in _per_channel.ir("lowered", example=(x,))  # the channel picks the factor
+    # a (H, W) result read from HWC pixels: rows as one range, the pixel stride folded to 3 (channel stride 1)
+    low = _channel_mix.ir("lowered", example=(x,))
+    assert "scf.for %i0i1" in low and "prim.eq %a0_st1, 3" in low and "prim.eq %a0_st2, 1" in low

@@ -151,7 +151,7 @@ class _KernelBuilder:
 
     def unit_stride_version(self, nest: For, var: str) -> tuple:
         """``nest``, or an If choosing a copy where the input strides ``var`` walks are the constant 1."""
-        inputs = {b.name for b in self.args.values() if b.kind in ("input", "host")}
+        inputs = {b.name: b.shape for b in self.args.values() if b.kind in ("input", "host")}
         return _versioned(nest.var, nest.extent, nest.body, inputs, var)
 
     def dim(self, d) -> Expr:
@@ -209,20 +209,34 @@ class _KernelBuilder:
 
 def _nest(shape_exprs, var_prefix, body_fn, input_bufs, order=None, collapse=None) -> tuple:
     """Perfect loop nest over ``shape_exprs`` (loops in ``order``, outermost first; default: dimension order);
-    the innermost loop is versioned for unit input strides. ``collapse()`` (asked once the body is built) allows a
-    version with the two innermost loops as one (:func:`_collapsed`)."""
+    the innermost loop is versioned for unit input strides. ``collapse(number of loops)`` (asked once the body is
+    built) allows a version with the two innermost loops as one (:func:`_collapsed`)."""
     vars_ = [Var(f"{var_prefix}{k}") for k in range(len(shape_exprs))]
     body = tuple(body_fn(vars_))
     if not vars_:
         return body
     order = list(range(len(vars_))) if order is None else list(order)
+    while len(order) >= 2 and shape_exprs[order[-1]] == idx(1):  # an innermost loop of one iteration: index 0,
+        body = _substituted(body, {vars_[order[-1]].name: idx(0)})  # so the loop around it can vectorize
+        order = order[:-1]
     stmts = _loops(vars_, order, shape_exprs, body, input_bufs)
-    if collapse is not None and len(order) >= 2 and collapse():
+    if collapse is not None and len(order) >= 2 and collapse(len(order)):
         fused = _collapsed(vars_, order, shape_exprs, body, input_bufs)
         if fused is not None:
             cond, loops = fused
             stmts = loops if cond is None else (If(cond, loops, stmts),)
     return stmts
+
+
+def _substituted(body: tuple, values: dict) -> tuple:
+    """Stores with the loop variables named in ``values`` replaced by those expressions."""
+    memo: dict = {}
+
+    def sub(e):
+        return map_expr(e, lambda n: values.get(n.name, n) if isinstance(n, Var) else n, memo)
+
+    return tuple(Store(st.buf, tuple(map(sub, st.indices)), tuple(map(sub, st.strides)), sub(st.value))
+                 for st in body)
 
 
 def _loops(vars_, order, shape_exprs, body: tuple, input_bufs) -> tuple:
@@ -298,31 +312,28 @@ def _exprs_of(stmts):
             yield from _exprs_of(s.body)
 
 
-def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set, walked: str | None = None) -> tuple:
-    """The loop ``for var < extent: body``, or an If choosing between a unit-stride copy of it and the general one.
+def _versioned(var: str, extent: Expr, body: tuple, input_bufs: dict, walked: str | None = None) -> tuple:
+    """The loop ``for var < extent: body``, or an If choosing between a copy with constant input strides and the
+    general one.
 
     Strides of inputs are runtime values; when the ones the loop variable ``walked`` (default: ``var``) walks
     are 1 (the common contiguous case) a copy with the stride folded to the constant 1 lets LLVM vectorize with
-    plain vector loads.
+    plain vector loads. When ``walked`` indexes a dimension followed only by static ones it does not index (the
+    pixels of an HWC image read channel by channel), the copy folds those strides to a packed layout's instead
+    (W stride 3, C stride 1), so LLVM sees a constant-stride access it can vectorize. ``input_bufs``: input
+    buffer name -> shape.
     """
     walked = walked or var
-    candidates = []
-    for e in _exprs_of(body):
-        for n in walk(e):
-            if isinstance(n, Load) and n.buf in input_bufs:
-                for i, s in zip(n.indices, n.strides):
-                    if isinstance(s, Param) and uses_var(i, walked) and s not in candidates:
-                        candidates.append(s)
-    if not candidates:
+    folds = _stride_folds(body, input_bufs, walked)
+    if not folds:
         return (For(var, extent, body),)
     cond = None
-    for s in candidates:
-        c = prim("eq", s, idx(1), dtype=BOOL)
+    for s, v in folds.items():
+        c = prim("eq", s, idx(v), dtype=BOOL)
         cond = c if cond is None else prim("and", cond, c)
-    unit = set(candidates)
 
     def fold(e):
-        return idx(1) if e in unit else e
+        return idx(folds[e]) if e in folds else e
 
     memo: dict = {}
 
@@ -338,13 +349,38 @@ def _versioned(var: str, extent: Expr, body: tuple, input_bufs: set, walked: str
     return (If(cond, (For(var, extent, fast),), (For(var, extent, body),)),)
 
 
+def _stride_folds(body: tuple, input_bufs: dict, walked: str) -> dict:
+    """{stride parameter: the constant it is folded to} for ``_versioned``."""
+    unit: dict = {}
+    packed: dict = {}
+    for e in _exprs_of(body):
+        for n in walk(e):
+            if not (isinstance(n, Load) and n.buf in input_bufs):
+                continue
+            shape = input_bufs[n.buf]
+            for k, (i, s) in enumerate(zip(n.indices, n.strides)):
+                if not (isinstance(s, Param) and uses_var(i, walked)):
+                    continue
+                unit[s] = 1
+                tail = list(zip(shape[k + 1:], n.indices[k + 1:], n.strides[k + 1:]))
+                if tail and all(isinstance(d, int) and isinstance(t, Param) and not uses_var(j, walked)
+                                for d, j, t in tail):
+                    step = 1
+                    for d, _, t in reversed(tail):
+                        packed.setdefault(t, step)
+                        step *= d
+                    packed.setdefault(s, step)
+    # a parameter is one input's stride: packed (static inner dims) is that input's likely layout
+    return {**unit, **packed}
+
+
 def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_bufs,
                               compute_at: bool = True) -> Kernel:
     region = kop.regions[0]
     kb = _KernelBuilder(pb, dict(zip(region.args, arg_bufs)))
     ys = region.terminator.operands
     shape = ys[0].type.shape
-    inputs = {b.name for b in arg_bufs if b.kind == "input"}
+    inputs = {b.name: b.shape for b in arg_bufs if b.kind == "input"}
     order = _loop_order(shape)
     switch = ys[0].owner if len(ys) == 1 and ys[0].owner is not None else None
     switch = switch if switch is not None and switch.name == "image.switch" else None
@@ -363,7 +399,7 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
             return stmts
 
         # two innermost loops as one where accesses allow (CPU; a per-row head needs the outer loop to stay)
-        collapse = (lambda: len(shape) >= 3 or not kb.per_outer) if pb.target == "cpu" else None
+        collapse = (lambda loops: loops >= 3 or not kb.per_outer) if pb.target == "cpu" else None
         return _nest([pb.dim(d) for d in shape], "i", body, inputs, order, collapse)
 
     if switch is not None:
@@ -465,11 +501,11 @@ def _lower_reduction_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out_b
         cur = Load(acc.name, tuple(vars_), tuple(kept_strides), acc_dt)
         return [Store(out_buf.name, tuple(vars_), tuple(kept_strides), reducer.finish(cur, out_dt, count))]
 
-    inputs = {b.name for b in arg_bufs if b.kind == "input"}
-    body = _nest(kept_exprs, "j", init, set())
+    inputs = {b.name: b.shape for b in arg_bufs if b.kind == "input"}
+    body = _nest(kept_exprs, "j", init, {})
     body += _nest([pb.dim(d) for d in in_shape], "i", accumulate, inputs)
     if needs_finish:
-        body += _nest(kept_exprs, "k", finish, set())
+        body += _nest(kept_exprs, "k", finish, {})
     bufs = [Buffer(b.name, b.dtype, len(b.shape), "in") for b in arg_bufs] + [Buffer(out_buf.name, out_dt, len(kept), "out")]
     if needs_finish:
         bufs.append(Buffer(acc.name, acc_dt, len(kept), "temp"))
