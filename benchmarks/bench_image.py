@@ -126,6 +126,14 @@ def main() -> int:
     def as_float(img):
         return I.to_dtype(img, np.float32, scale=True)
 
+    @pj.jit_preprocess(signature=sig)
+    def gray(img):
+        return I.rgb_to_grayscale(img)
+
+    def torch_gray(t):  # torchvision v2's arithmetic on an HWC uint8 tensor
+        r, g, b = t.permute(2, 0, 1).unbind(0)
+        return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).to(torch.uint8)
+
     m_t, s_t = torch.tensor(MEAN).view(-1, 1, 1), torch.tensor(STD).view(-1, 1, 1)
     m_np, s_np = np.array(MEAN, np.float32), np.array(STD, np.float32)
 
@@ -214,6 +222,7 @@ def main() -> int:
     for p, t in zip(photos, tensors):
         assert np.array_equal(brighten(p), (t.float() * 1.2).clamp_(0, 255).to(torch.uint8).numpy())
         assert np.array_equal(as_float(p), t.float().mul_(1.0 / 255).numpy())
+        assert np.array_equal(gray(p)[..., 0], torch_gray(t).numpy())
     std_levels = np.array(STD, np.float32)[:, None, None] * 255  # normalized units → uint8 levels
     pil_diff = max(float((np.abs(pil_eval(p) - torch_eval(t).numpy()) * std_levels).max())
                    for p, t in zip(photos, tensors))
@@ -309,6 +318,8 @@ def main() -> int:
     add("hwc/prepjit brightness", lambda: [brighten(p) for p in photos], n)
     add("hwc/torch to_dtype", lambda: [t.float().mul_(1.0 / 255) for t in tensors], n)
     add("hwc/prepjit to_dtype", lambda: [as_float(p) for p in photos], n)
+    add("hwc/torch gray", lambda: [torch_gray(t) for t in tensors], n)
+    add("hwc/prepjit gray", lambda: [gray(p) for p in photos], n)
     add("train/torch", lambda: [torch_train(t, i) for i, t in enumerate(tensors)], n)
     add("train/prepjit", lambda: [train_tf(p, index=i) for i, p in enumerate(photos)], n)
     add("train/prepjit batch t1", lambda: train_tf.batch(batch, threads=1), len(batch))
@@ -399,6 +410,8 @@ def main() -> int:
     row("adjust_brightness(1.2): **prepjit**", "hwc/prepjit brightness", "hwc/torch brightness")
     row("to_dtype(float32, scale=True): torch ops", "hwc/torch to_dtype", "hwc/torch to_dtype")
     row("to_dtype(float32, scale=True): **prepjit**", "hwc/prepjit to_dtype", "hwc/torch to_dtype")
+    row("rgb_to_grayscale: torch ops", "hwc/torch gray", "hwc/torch gray")
+    row("rgb_to_grayscale: **prepjit**", "hwc/prepjit gray", "hwc/torch gray")
     print()
     print("| from JPEG bytes | ms/image | vs PIL decode + torch ops |")
     print("|---|---:|---:|")
