@@ -228,15 +228,26 @@ def _nest(shape_exprs, var_prefix, body_fn, input_bufs, order=None, collapse=Non
     return stmts
 
 
-def _substituted(body: tuple, values: dict) -> tuple:
-    """Stores with the loop variables named in ``values`` replaced by those expressions."""
+def _map_stmts(stmts: tuple, fn) -> tuple:
+    """Stores and loops with every expression rebuilt by ``map_expr(expr, fn)``."""
     memo: dict = {}
 
     def sub(e):
-        return map_expr(e, lambda n: values.get(n.name, n) if isinstance(n, Var) else n, memo)
+        return map_expr(e, fn, memo)
 
-    return tuple(Store(st.buf, tuple(map(sub, st.indices)), tuple(map(sub, st.strides)), sub(st.value))
-                 for st in body)
+    def stmt(s):
+        if isinstance(s, Store):
+            return Store(s.buf, tuple(map(sub, s.indices)), tuple(map(sub, s.strides)), sub(s.value))
+        if isinstance(s, For):
+            return replace(s, extent=sub(s.extent), body=tuple(stmt(b) for b in s.body))
+        return s
+
+    return tuple(stmt(s) for s in stmts)
+
+
+def _substituted(body: tuple, values: dict) -> tuple:
+    """``body`` with the loop variables named in ``values`` replaced by those expressions."""
+    return _map_stmts(body, lambda n: values.get(n.name, n) if isinstance(n, Var) else n)
 
 
 def _loops(vars_, order, shape_exprs, body: tuple, input_bufs) -> tuple:
@@ -332,20 +343,7 @@ def _versioned(var: str, extent: Expr, body: tuple, input_bufs: dict, walked: st
         c = prim("eq", s, idx(v), dtype=BOOL)
         cond = c if cond is None else prim("and", cond, c)
 
-    def fold(e):
-        return idx(folds[e]) if e in folds else e
-
-    memo: dict = {}
-
-    def sub_stmt(s):
-        if isinstance(s, Store):
-            return Store(s.buf, tuple(map_expr(i, fold, memo) for i in s.indices),
-                         tuple(map_expr(i, fold, memo) for i in s.strides), map_expr(s.value, fold, memo))
-        if isinstance(s, For):
-            return replace(s, extent=map_expr(s.extent, fold, memo), body=tuple(sub_stmt(b) for b in s.body))
-        return s
-
-    fast = tuple(sub_stmt(s) for s in body)
+    fast = _map_stmts(body, lambda e: idx(folds[e]) if e in folds else e)
     return (If(cond, (For(var, extent, fast),), (For(var, extent, body),)),)
 
 
