@@ -295,12 +295,8 @@ def _collapsed(vars_, order, shape_exprs, body: tuple, input_bufs):
                      for s in body)
     if any(uses_var(e, v) for s in new_body for e in (s.value, *s.indices) for v in names):
         return None  # a or b used as a value (e.g. a per-channel constant chosen by the channel index)
-    outer = [k for k in order[:-2]]
     extent = imul(shape_exprs[order[-2]], extent_b)
-    stmts = _versioned(j.name, extent, new_body, input_bufs)
-    for k in reversed(outer):
-        stmts = (For(vars_[k].name, shape_exprs[k], stmts),)
-    return cond, stmts
+    return cond, _loops([*vars_, j], [*order[:-2], len(vars_)], [*shape_exprs, extent], new_body, input_bufs)
 
 
 def _loop_order(shape) -> list[int]:
