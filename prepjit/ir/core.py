@@ -151,6 +151,20 @@ def users(block: Block) -> dict[Value, list[Operation]]:
     return out
 
 
+def producers(values) -> list[Operation]:
+    """The operations ``values`` are computed from, transitively (block arguments have no producer)."""
+    out: list[Operation] = []
+    seen: set = set()
+    todo = list(values)
+    while todo:
+        op = todo.pop().owner
+        if op is not None and op not in seen:
+            seen.add(op)
+            out.append(op)
+            todo.extend(op.operands)
+    return out
+
+
 def replace_uses(block: Block, old: Value, new: Value) -> None:
     for op in block.ops:
         op.operands = [new if v is old else v for v in op.operands]

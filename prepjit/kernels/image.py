@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from prepjit.ir import dims as D
+from prepjit.ir.core import producers
 from prepjit.ir.image import GRAY_WEIGHTS, NEAREST_MODES, RESAMPLE_MODES, opmath
 from prepjit.kernels.image_tables import (  # noqa: F401  (registers the size rules)
     PATHS as _PATHS, rs_index, rs_size, rs_start, rs_weights,
@@ -371,16 +372,7 @@ def _horizontal_tiled(ctx, op, x, w, c, dt, path, mode, acc_dt, xt, mid, lo, n_r
 def _bounds_tested_crops(x) -> list:
     """The crops with a per-index bounds test (``image.crop_pad`` not known to be inside) that ``x`` is computed
     from within the fused region."""
-    crops, todo, seen = [], [x], set()
-    while todo:
-        op = getattr(todo.pop(), "owner", None)
-        if op is None or op in seen:
-            continue
-        seen.add(op)
-        if op.name == "image.crop_pad" and not op.attrs.get("inside"):
-            crops.append(op)
-        todo.extend(op.operands)
-    return crops
+    return [op for op in producers([x]) if op.name == "image.crop_pad" and not op.attrs.get("inside")]
 
 
 def _windows_inside(ctx, crops):

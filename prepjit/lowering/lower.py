@@ -13,7 +13,7 @@ import numpy as np
 
 from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
-from prepjit.ir.core import Function, Value
+from prepjit.ir.core import Function, Value, producers
 from prepjit.ir.types import PyScalarType, TensorType
 from prepjit.kernels.elementwise import lower_elementwise
 from prepjit.kernels import image as _image_rules  # noqa: F401  (registers the image index maps)
@@ -421,13 +421,7 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
 def _versioned_flips(region) -> list:
     """The flips decided per call that get one loop nest per outcome: those no resample is computed from (a
     resample's passes are built once, before the main nest, and shared by every version of it)."""
-    below_resample: set = set()
-    todo = [v for op in region.ops if op.name == "image.resample" for v in op.operands]
-    while todo:
-        op = getattr(todo.pop(), "owner", None)
-        if op is not None and op not in below_resample:
-            below_resample.add(op)
-            todo.extend(op.operands)
+    below_resample = set(producers(v for op in region.ops if op.name == "image.resample" for v in op.operands))
     return [op for op in region.ops if op.name == "image.flip" and not D.is_static(op.attrs["flag"])
             and op not in below_resample]
 
