@@ -5,8 +5,11 @@
 Pipelines (per image, scikit-image's photos, 300-640 px):
   eval   resize(256, antialias) → center_crop(224) → to_dtype(float32, scale) → normalize → CHW
   train  random_resized_crop(224) → random_horizontal_flip → to_dtype → normalize → CHW
-  ragged the eval pipeline on 16 crops of those photos, each of another size, new to the process (per-size
-         caches cleared before each run: what a first epoch over a real dataset sees)
+  ragged the eval pipeline on a batch (--batch) of crops of those photos, each of another size, new to the
+         process (per-size caches cleared before each run: what a first epoch over a real dataset sees)
+  hwc    elementwise ops on HWC uint8 pixels: brightness, to_dtype, grayscale, saturation, hue, color_jitter,
+         against torchvision v2's arithmetic in torch ops (the color ops as tests/test_image_color.py states
+         them), outputs checked equal first
   jpeg   the eval pipeline from JPEG bytes (photos encoded at quality 90; and one 2048×1536 photo), exact
          decoding and decode(reduce="auto"); peers: PIL decode + torch ops, simplejpeg decode + torch ops
 Peers run in the same process, interleaved round by round (the machine is shared and noisy; each row is the
@@ -20,6 +23,7 @@ import argparse
 import hashlib
 import io
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -130,6 +134,18 @@ def main() -> int:
     def gray(img):
         return I.rgb_to_grayscale(img)
 
+    @pj.jit_preprocess(signature=sig)
+    def saturate(img):
+        return I.adjust_saturation(img, 1.3)
+
+    @pj.jit_preprocess(signature=sig)
+    def hue(img):
+        return I.adjust_hue(img, 0.1)
+
+    # torchvision v2's color arithmetic with torch ops, as the tests state it (torchvision does not import here)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from test_image_color import jitter, torch_jitter, tv_hue, tv_saturation
+
     def torch_gray(t):  # torchvision v2's arithmetic on an HWC uint8 tensor
         r, g, b = t.permute(2, 0, 1).unbind(0)
         return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).to(torch.uint8)
@@ -223,6 +239,9 @@ def main() -> int:
         assert np.array_equal(brighten(p), (t.float() * 1.2).clamp_(0, 255).to(torch.uint8).numpy())
         assert np.array_equal(as_float(p), t.float().mul_(1.0 / 255).numpy())
         assert np.array_equal(gray(p)[..., 0], torch_gray(t).numpy())
+        assert np.array_equal(saturate(p), tv_saturation(t.permute(2, 0, 1), 1.3).permute(1, 2, 0).numpy())
+        assert np.array_equal(hue(p), tv_hue(t.permute(2, 0, 1), 0.1).permute(1, 2, 0).numpy())
+        assert np.array_equal(jitter(p, seed=0, index=3), torch_jitter(p, 0, 3))
     std_levels = np.array(STD, np.float32)[:, None, None] * 255  # normalized units → uint8 levels
     pil_diff = max(float((np.abs(pil_eval(p) - torch_eval(t).numpy()) * std_levels).max())
                    for p, t in zip(photos, tensors))
@@ -233,7 +252,7 @@ def main() -> int:
     # of resize weight tables are cleared before every run of these rows: the worst case, a first epoch)
     rng = np.random.default_rng(7)
     ragged = []
-    for k in range(16):
+    for k in range(args.batch):
         p = photos[k % len(photos)]
         h, w = (int(rng.integers(d // 2, d + 1)) for d in p.shape[:2])
         ragged.append(np.ascontiguousarray(p[:h, :w]))
@@ -320,6 +339,13 @@ def main() -> int:
     add("hwc/prepjit to_dtype", lambda: [as_float(p) for p in photos], n)
     add("hwc/torch gray", lambda: [torch_gray(t) for t in tensors], n)
     add("hwc/prepjit gray", lambda: [gray(p) for p in photos], n)
+    add("hwc/torch saturation", lambda: [tv_saturation(t.permute(2, 0, 1), 1.3).permute(1, 2, 0) for t in tensors],
+        n)
+    add("hwc/prepjit saturation", lambda: [saturate(p) for p in photos], n)
+    add("hwc/torch hue", lambda: [tv_hue(t.permute(2, 0, 1), 0.1).permute(1, 2, 0) for t in tensors], n)
+    add("hwc/prepjit hue", lambda: [hue(p) for p in photos], n)
+    add("hwc/torch jitter", lambda: [torch_jitter(p, 0, i) for i, p in enumerate(photos)], n)
+    add("hwc/prepjit jitter", lambda: [jitter(p, seed=0, index=i) for i, p in enumerate(photos)], n)
     add("train/torch", lambda: [torch_train(t, i) for i, t in enumerate(tensors)], n)
     add("train/prepjit", lambda: [train_tf(p, index=i) for i, p in enumerate(photos)], n)
     add("train/prepjit batch t1", lambda: train_tf.batch(batch, threads=1), len(batch))
@@ -412,6 +438,13 @@ def main() -> int:
     row("to_dtype(float32, scale=True): **prepjit**", "hwc/prepjit to_dtype", "hwc/torch to_dtype")
     row("rgb_to_grayscale: torch ops", "hwc/torch gray", "hwc/torch gray")
     row("rgb_to_grayscale: **prepjit**", "hwc/prepjit gray", "hwc/torch gray")
+    row("adjust_saturation(1.3): torch ops", "hwc/torch saturation", "hwc/torch saturation")
+    row("adjust_saturation(1.3): **prepjit**", "hwc/prepjit saturation", "hwc/torch saturation")
+    row("adjust_hue(0.1): torch ops", "hwc/torch hue", "hwc/torch hue")
+    row("adjust_hue(0.1): **prepjit**", "hwc/prepjit hue", "hwc/torch hue")
+    row("color_jitter(0.4, 0.4, 0.4, 0.1): torch ops, same factors and order", "hwc/torch jitter",
+        "hwc/torch jitter")
+    row("color_jitter(0.4, 0.4, 0.4, 0.1): **prepjit**", "hwc/prepjit jitter", "hwc/torch jitter")
     print()
     print("| from JPEG bytes | ms/image | vs PIL decode + torch ops |")
     print("|---|---:|---:|")

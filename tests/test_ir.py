@@ -253,3 +253,26 @@ def test_tile_transpose_renders_shuffles_and_matches_numpy(direction, stride, of
         want[cols * 16 + rows] = src[offset + rows * stride + cols * 2]
     np.testing.assert_array_equal(dst, want)
     assert ("shufflevector" in text) == (direction != "not_a_tile")
+
+
+def test_loop_ir_equality_of_separately_built_dags():
+    """Expressions are DAGs; two copies built apart compare in time linear in their nodes (a path-by-path walk of
+    this 200-level chain, each level using the one below twice, would never finish), and map_expr keeps the
+    nodes it does not change, so a rewrite shares them with the original."""
+    from prepjit.lowering.loop_ir import Load, Param, Var, const, map_expr, prim
+
+    F32 = np.dtype(np.float32)
+
+    def chain(leaf):
+        e = Load("a", (Var("i"),), (Param("s"),), F32)
+        for k in range(200):
+            e = prim("add", prim("mul", e, const(1.5, F32)), e) if k % 2 else prim("sub", e, prim("neg", e))
+        return prim("add", e, leaf)
+
+    one, two, other = chain(const(1.0, F32)), chain(const(1.0, F32)), chain(const(2.0, F32))
+    assert one is not two and one == two and hash(one) == hash(two)
+    assert one != other
+    renamed = map_expr(one, lambda n: Var("j") if n == Var("i") else n)
+    assert renamed != one and map_expr(one, lambda n: n) is one
+    kept = map_expr(one, lambda n: const(3.0, F32) if n == const(1.0, F32) else n)
+    assert kept.args[0] is one.args[0] and kept.args[1] == const(3.0, F32)

@@ -206,6 +206,25 @@ def test_python_scalar_special_values(dt):
                   what=f"{dt} {s!r} left={left}", modes=_modes(ops))
 
 
+POWERS_OF_TWO = [1.0, -1.0, 0.5, 2.0, 1024.0, -0.25, 2.0 ** -30, 2.0 ** 90]
+
+
+@given(bits=st.lists(st.integers(0, 2 ** 64 - 1), min_size=1, max_size=64), s=st.sampled_from(POWERS_OF_TWO),
+       dt=float_dtypes)
+@SETTINGS
+def test_mod_by_power_of_two(bits, s, dt):
+    """x % 2**k is computed without fmod (exact: the quotient truncates, huge x are multiples): every float bit
+    pattern, with the dtype's edge values, against NumPy (zero signs included)."""
+    x = np.array(bits, np.uint64).astype(np.dtype(f"u{np.dtype(dt).itemsize}")).view(dt)
+    info = np.finfo(dt)
+    edges = [info.max, -info.max, info.tiny, info.smallest_subnormal, 2.0 ** (info.nmant + 1), 2.0 ** info.nmant + 1,
+             -(2.0 ** (info.nmant + 2)), 3 * 2.0 ** 88, 1 - info.epsneg]
+    x = np.concatenate([x, special_values(dt), np.array(edges).astype(dt)])
+    ops = (np.remainder, np.floor_divide)
+    check(_scalar_fn(ops, s, False).fn, x, key=("scalar", ops, float, repr(s), False), what=f"{dt} % {s!r}",
+          modes=_modes(ops))
+
+
 def test_nep50_examples():
     u8 = np.array([0, 1, 200, 255], np.uint8)
 

@@ -97,11 +97,29 @@ def _int_remainder(a, b):
     return select(b_is_zero, zero, prim("irem", a, select(b_is_zero, one, b)))
 
 
+def _fmod(a, b):
+    """C ``fmod``. By a constant power of two (``np.mod(h, 1.0)`` in hue arithmetic) it is exact without a
+    library call, so the loop vectorizes: the quotient ``a / |b|`` is exact below 2**mantissa bits and truncates
+    to the integer part; at or above that ``a`` is a multiple of ``b`` (remainder ±0; an infinite ``a`` gives
+    NaN through ``a * 0``); the sign of a zero remainder is ``a``'s, as fmod's is."""
+    if isinstance(b, Const) and np.dtype(b.dtype) in (np.float32, np.float64):
+        mant, exp = np.frexp(abs(float(b.value)))
+        if mant == 0.5 and -100 <= exp <= 100:
+            dt = a.dtype
+            step = const(abs(float(b.value)), dt)
+            limit = const(abs(float(b.value)) * 2.0 ** (np.finfo(dt).nmant + 1), dt)
+            whole = prim("mul", prim("trunc", prim("mul", a, const(1.0 / abs(float(b.value)), dt))), step)
+            big = prim("ge", prim("abs", a), limit, dtype=BOOL)
+            r = select(big, prim("mul", a, const(0.0, dt)), prim("sub", a, whole))
+            return prim("copysign", r, a)
+    return prim("frem", a, b)
+
+
 def _float_divmod(a, b):
     """NumPy's npy_divmod: (floor quotient, remainder with the sign of b)."""
     dt = a.dtype
     zero, one, half = const(0, dt), const(1, dt), const(0.5, dt)
-    mod = prim("frem", a, b)
+    mod = _fmod(a, b)
     div = prim("fdiv", prim("sub", a, mod), b)
     mod_nz = prim("ne", mod, zero, dtype=BOOL)  # NaN counts as nonzero, as `if (mod)` in C
     mod_ne = prim("ne", mod, zero, dtype=BOOL)

@@ -116,7 +116,35 @@ def _fast_eq(self, other) -> bool:
         return True
     if type(self) is not type(other) or hash(self) != hash(other):
         return False
-    return all(getattr(self, f) == getattr(other, f) for f in self._key_fields)
+    return _same_dag(self, other)
+
+
+def _same_dag(a: Expr, b: Expr) -> bool:
+    """Structural equality of two expressions in time linear in their nodes: a pair of nodes is compared once,
+    however many paths reach it (two separately built copies of a DAG would otherwise be walked path by path)."""
+    seen: set = set()
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y or (id(x), id(y)) in seen:
+            continue
+        if type(x) is not type(y) or hash(x) != hash(y):
+            return False
+        seen.add((id(x), id(y)))  # (a mismatch anywhere below answers False for the whole comparison)
+        for f in x._key_fields:
+            u, v = getattr(x, f), getattr(y, f)
+            if isinstance(u, Expr):
+                stack.append((u, v))
+            elif isinstance(u, tuple) and isinstance(v, tuple) and len(u) == len(v) \
+                    and any(isinstance(c, Expr) for c in u):
+                for c, d in zip(u, v):
+                    if isinstance(c, Expr):
+                        stack.append((c, d))
+                    elif c != d:
+                        return False
+            elif u != v:
+                return False
+    return True
 
 
 for _cls in (Const, Param, Var, Load, Prim, Cond, Reduce):
@@ -248,25 +276,37 @@ def children(e: Expr) -> tuple:
 
 
 def map_expr(e: Expr, fn, memo=None) -> Expr:
-    """Rebuild ``e`` bottom-up, replacing each node by ``fn(node)`` (return the node to keep it)."""
+    """Rebuild ``e`` bottom-up, replacing each node by ``fn(node)`` (return the node to keep it). A node whose
+    children are all kept is kept itself: parts a rewrite does not touch stay the same objects, so comparing
+    two rewrites of one expression (hash-consing in the renderers) never walks the shared parts twice."""
     memo = {} if memo is None else memo
-    if e in memo:
-        return memo[e]
+    hit = memo.get(id(e))  # by identity: (e, its image), e kept alive so its id stays its own
+    if hit is not None:
+        return hit[1]
     if isinstance(e, Prim):
-        new = Prim(e.op, tuple(map_expr(a, fn, memo) for a in e.args), e.dtype)
+        args = _mapped(e.args, fn, memo)
+        new = e if args is e.args else Prim(e.op, args, e.dtype)
     elif isinstance(e, Load):
-        new = Load(e.buf, tuple(map_expr(a, fn, memo) for a in e.indices),
-                   tuple(map_expr(a, fn, memo) for a in e.strides), e.dtype)
+        indices, strides = _mapped(e.indices, fn, memo), _mapped(e.strides, fn, memo)
+        new = e if indices is e.indices and strides is e.strides else Load(e.buf, indices, strides, e.dtype)
     elif isinstance(e, Cond):
-        new = Cond(map_expr(e.cond, fn, memo), map_expr(e.then, fn, memo), map_expr(e.other, fn, memo), e.dtype)
+        parts = _mapped((e.cond, e.then, e.other), fn, memo)
+        new = e if all(a is b for a, b in zip(parts, (e.cond, e.then, e.other))) else Cond(*parts, e.dtype)
     elif isinstance(e, Reduce):
-        new = Reduce(e.var, map_expr(e.extent, fn, memo), map_expr(e.body, fn, memo), map_expr(e.init, fn, memo),
-                     e.op, e.dtype)
+        parts = _mapped((e.extent, e.body, e.init), fn, memo)
+        new = e if all(a is b for a, b in zip(parts, (e.extent, e.body, e.init))) else \
+            Reduce(e.var, parts[0], parts[1], parts[2], e.op, e.dtype)
     else:
         new = e
     out = fn(new)
-    memo[e] = out
+    memo[id(e)] = (e, out)
     return out
+
+
+def _mapped(items: tuple, fn, memo) -> tuple:
+    """``items`` mapped, or ``items`` itself when every one is kept."""
+    out = tuple(map_expr(a, fn, memo) for a in items)
+    return items if all(a is b for a, b in zip(out, items)) else out
 
 
 def walk(e: Expr, seen=None):

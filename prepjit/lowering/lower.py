@@ -20,7 +20,7 @@ from prepjit.kernels import image as _image_rules  # noqa: F401  (registers the 
 from prepjit.kernels.layout import INDEX_MAPS
 from prepjit.kernels.reduction import REDUCERS
 from prepjit.lowering.loop_ir import (
-    BOOL, Buffer, Const, Expr, For, If, Kernel, Load, Param, Prim, Store, Var, cast, const, idx, imul, map_expr,
+    BOOL, Buffer, Cond, Const, Expr, For, If, Kernel, Load, Param, Prim, Store, Var, cast, const, idx, imul, map_expr,
     offset_coeff, prim, select, uses_var, walk,
 )
 
@@ -219,7 +219,12 @@ def _nest(shape_exprs, var_prefix, body_fn, input_bufs, order=None, collapse=Non
     while len(order) >= 2 and shape_exprs[order[-1]] == idx(1):  # an innermost loop of one iteration: index 0,
         body = _substituted(body, {vars_[order[-1]].name: idx(0)})  # so the loop around it can vectorize
         order = order[:-1]
-    stmts = _loops(vars_, order, shape_exprs, body, input_bufs)
+    inner = shape_exprs[order[-1]]
+    if collapse is not None and len(order) >= 2 and isinstance(inner, Const) and inner.value <= UNROLL \
+            and collapse(len(order)):
+        stmts = _unrolled(vars_, order, shape_exprs, body, input_bufs)
+    else:
+        stmts = _loops(vars_, order, shape_exprs, body, input_bufs)
     if collapse is not None and len(order) >= 2 and collapse(len(order)):
         fused = _collapsed(vars_, order, shape_exprs, body, input_bufs)
         if fused is not None:
@@ -246,8 +251,25 @@ def _map_stmts(stmts: tuple, fn) -> tuple:
 
 
 def _substituted(body: tuple, values: dict) -> tuple:
-    """``body`` with the loop variables named in ``values`` replaced by those expressions."""
-    return _map_stmts(body, lambda n: values.get(n.name, n) if isinstance(n, Var) else n)
+    """``body`` with the loop variables named in ``values`` replaced by those expressions, and the choices that
+    become constant made (a channel index's ``c < 1 ? r : ...``), so each copy keeps only its own branch."""
+    def fold(n):
+        if isinstance(n, Var):
+            return values.get(n.name, n)
+        if isinstance(n, Prim) and all(isinstance(a, Const) for a in n.args) and n.op in _INT_FOLDS \
+                and all(np.dtype(a.dtype).kind in "biu" for a in n.args):
+            return Const(_INT_FOLDS[n.op](*(int(a.value) for a in n.args)), BOOL)
+        if isinstance(n, Cond) and isinstance(n.cond, Const):
+            return n.then if n.cond.value else n.other
+        if isinstance(n, Prim) and n.op == "select" and isinstance(n.args[0], Const):
+            return n.args[1] if n.args[0].value else n.args[2]
+        return n
+
+    return _map_stmts(body, fold)
+
+
+_INT_FOLDS = {"lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b,
+              "ge": lambda a, b: a >= b, "eq": lambda a, b: a == b, "ne": lambda a, b: a != b}
 
 
 def _loops(vars_, order, shape_exprs, body: tuple, input_bufs) -> tuple:
@@ -256,6 +278,19 @@ def _loops(vars_, order, shape_exprs, body: tuple, input_bufs) -> tuple:
     for k in reversed(order[:-1]):
         stmts = (For(vars_[k].name, shape_exprs[k], stmts),)
     return stmts
+
+
+UNROLL = 4  # a constant innermost loop this short (an HWC pixel's channels) is written out
+
+
+def _unrolled(vars_, order, shape_exprs, body: tuple, input_bufs) -> tuple:
+    """The nest with its innermost loop (a few constant iterations) written out, one body per iteration, so the
+    loop around it is innermost and vectorizes (its accesses strided by the channel count). Work shared by the
+    channels (a pixel's hue, its grayscale value) is then the same expression in each copy and is computed once;
+    LLVM's own full unrolling gives up on a body that large."""
+    v = vars_[order[-1]]
+    flat = tuple(s for k in range(shape_exprs[order[-1]].value) for s in _substituted(body, {v.name: idx(k)}))
+    return _loops(vars_, order[:-1], shape_exprs, flat, input_bufs)
 
 
 def _collapsed(vars_, order, shape_exprs, body: tuple, input_bufs):
