@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
 import numpy as np
@@ -436,7 +435,7 @@ def report(res: dict, problems: list) -> str:
     n = th["n"]
     s = th["seconds"]
     gbs = lambda t: BYTES_PER_ELEM * n / t / 1e9  # noqa: E731
-    L.append(f"# prepjit core benchmark\n")
+    L.append("# prepjit core benchmark\n")
     L.append(f"python {platform.python_version()} · numpy {np.__version__} · "
              f"numba {numba.__version__ if HAVE_NUMBA else '(not installed)'} · prepjit {pj.__version__} · "
              f"{platform.machine()} · {os.cpu_count()} CPUs · {platform.platform()}\n")
@@ -469,7 +468,7 @@ def report(res: dict, problems: list) -> str:
 
     cc = res["cold_compile"]
     L.append(f"## 2. Cold compile (fresh process, empty cache; median of {len(cc['prepjit']['runs_s'])} runs)\n")
-    L.append(f"Time of the first call (1,000 elements) of the decorated function, `import` excluded.\n")
+    L.append("Time of the first call (1,000 elements) of the decorated function, `import` excluded.\n")
     L.append(f"- prepjit: **{cc['prepjit']['first_call_s'] * 1e3:.1f} ms** "
              f"(runs: {', '.join(f'{t * 1e3:.0f}' for t in cc['prepjit']['runs_s'])} ms); "
              f"fn.stats = `{json.dumps(cc['prepjit']['stats'])}` "

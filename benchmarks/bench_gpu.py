@@ -139,7 +139,7 @@ def main() -> int:
         row(f"{peer} on CUDA tensors, per image + stack", t_tv)
         row("device-to-device copy (same bytes)", t_copy, "bandwidth ceiling")
         speedups["gpu"] = t_tv / t_dev
-    row(f"prepjit CPU .batch (all cores), same pipeline", cpu_t, "")
+    row("prepjit CPU .batch (all cores), same pipeline", cpu_t, "")
     print(f"eval pipeline, batch of {args.batch} photos (300–640 px) → ({args.batch}, 3, 224, 224) float32; "
           f"bytes moved {(in_bytes + out_bytes) / 1e6:.1f} MB; {nvrtc_note}")
     print("| implementation | ms / batch | µs / image | GB/s | notes |")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import prepjit as pj
 from prepjit import image as I
-from prepjit.ir.image import tv_crop_anchor, tv_resize_hw
+from prepjit.ir.image import tv_resize_hw
 
 skdata = pytest.importorskip("skimage.data")
 

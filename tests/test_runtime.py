@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import prepjit as pj
-from prepjit.runtime.cache import CacheWarning, CompileCache
+from prepjit.runtime.cache import CompileCache
 
 MODULE = textwrap.dedent('''
     import numpy as np

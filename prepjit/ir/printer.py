@@ -8,7 +8,7 @@ import numpy as np
 
 from prepjit.ir import dims as D
 from prepjit.ir.core import Block, Function, Operation, Value
-from prepjit.ir.types import DTYPE_NAMES, PyScalarType, TensorType, dtype_name, format_scalar
+from prepjit.ir.types import DTYPE_NAMES, TensorType, dtype_name, format_scalar
 
 
 def format_type(t) -> str:
