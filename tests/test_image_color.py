@@ -2,6 +2,8 @@
 torch 2.13 here): adjust_hue and color_jitter, whose factors and order come from the counter-based RNG."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from skimage import data as skdata
 
@@ -145,3 +147,26 @@ def test_color_jitter_partial_and_bad_arguments():
         pj.jit_preprocess(lambda x: I.color_jitter(x, hue=0.7))(img)
     with pytest.raises(TypeError, match="3 channels"):
         pj.jit_preprocess(lambda x: I.color_jitter(x, saturation=0.5))(np.zeros((4, 4, 4), np.uint8))
+
+
+_sat = pj.jit_preprocess(lambda x: I.adjust_saturation(x, 1.7))
+_hue = pj.jit_preprocess(lambda x: I.adjust_hue(x, -0.31))
+
+
+@given(h=st.integers(1, 9), w=st.integers(1, 70), view=st.sampled_from(["packed", "bgr", "columns", "padded"]),
+       dtype=st.sampled_from([np.uint8, np.float32]), seed=st.integers(0, 2 ** 32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_color_ops_any_width_and_view(h, w, view, dtype, seed):
+    """Each output channel of saturation and hue reads all three: the channel loop is written out around one
+    shared computation, and the column loop vectorizes (remainders, 1-pixel rows) — on packed pixels and on
+    views whose strides take the general path (reversed channels, every other column, a padded row)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h, 2 * w, 4), dtype=np.uint8)
+    base[..., 1] = np.where(rng.random((h, 2 * w)) < 0.2, base[..., 0], base[..., 1])  # ties: max == several
+    if dtype == np.float32:
+        base = (base / 255.0).astype(np.float32)
+    img = {"packed": np.ascontiguousarray(base[:, :w, :3]), "bgr": base[:, :w, 2::-1],
+           "columns": base[:, ::2, :3], "padded": base[:, :w, :3]}[view]
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    np.testing.assert_array_equal(_sat(img), tv_saturation(t, 1.7).permute(1, 2, 0).numpy())
+    np.testing.assert_array_equal(_hue(img), tv_hue(t, -0.31).permute(1, 2, 0).numpy())
