@@ -7,9 +7,9 @@ Pipelines (per image, scikit-image's photos, 300-640 px):
   train  random_resized_crop(224) → random_horizontal_flip → to_dtype → normalize → CHW
   ragged the eval pipeline on a batch (--batch) of crops of those photos, each of another size, new to the
          process (per-size caches cleared before each run: what a first epoch over a real dataset sees)
-  hwc    elementwise ops on HWC uint8 pixels: brightness, to_dtype, grayscale, saturation, hue, color_jitter,
-         against torchvision v2's arithmetic in torch ops (the color ops as tests/test_image_color.py states
-         them), outputs checked equal first
+  hwc    ops on HWC uint8 pixels, no resize: brightness, to_dtype, grayscale, center_crop + normalize,
+         saturation, hue, color_jitter, against torchvision v2's arithmetic in torch ops (the color ops as
+         tests/test_image_color.py states them), outputs checked equal first
   jpeg   the eval pipeline from JPEG bytes (photos encoded at quality 90; and one 2048×1536 photo), exact
          decoding and decode(reduce="auto"); peers: PIL decode + torch ops, simplejpeg decode + torch ops
 Peers run in the same process, interleaved round by round (the machine is shared and noisy; each row is the
@@ -135,6 +135,12 @@ def main() -> int:
         return I.rgb_to_grayscale(img)
 
     @pj.jit_preprocess(signature=sig)
+    def crop_norm(img):  # a dataset stored at its training size: crop, no resize
+        x = I.center_crop(img, 224)
+        x = I.to_dtype(x, np.float32, scale=True)
+        return I.to_chw(I.normalize(x, MEAN, STD))
+
+    @pj.jit_preprocess(signature=sig)
     def saturate(img):
         return I.adjust_saturation(img, 1.3)
 
@@ -165,6 +171,10 @@ def main() -> int:
         x = F.interpolate(t.permute(2, 0, 1)[None], size=(oh, ow), mode="bilinear", antialias=True,
                           align_corners=False)[0]
         return torch_norm(x[:, top:top + 224, left:left + 224])
+
+    def torch_crop_norm(t):
+        top, left = tv_crop_anchor(t.shape[0], 224), tv_crop_anchor(t.shape[1], 224)
+        return torch_norm(t.permute(2, 0, 1)[:, top:top + 224, left:left + 224])
 
     def pil_eval(img):
         oh, ow, top, left = sizes(*img.shape[:2])
@@ -239,6 +249,7 @@ def main() -> int:
         assert np.array_equal(brighten(p), (t.float() * 1.2).clamp_(0, 255).to(torch.uint8).numpy())
         assert np.array_equal(as_float(p), t.float().mul_(1.0 / 255).numpy())
         assert np.array_equal(gray(p)[..., 0], torch_gray(t).numpy())
+        assert np.abs(crop_norm(p) - torch_crop_norm(t).numpy()).max() <= 1e-5
         assert np.array_equal(saturate(p), tv_saturation(t.permute(2, 0, 1), 1.3).permute(1, 2, 0).numpy())
         assert np.array_equal(hue(p), tv_hue(t.permute(2, 0, 1), 0.1).permute(1, 2, 0).numpy())
         assert np.array_equal(jitter(p, seed=0, index=3), torch_jitter(p, 0, 3))
@@ -339,6 +350,8 @@ def main() -> int:
     add("hwc/prepjit to_dtype", lambda: [as_float(p) for p in photos], n)
     add("hwc/torch gray", lambda: [torch_gray(t) for t in tensors], n)
     add("hwc/prepjit gray", lambda: [gray(p) for p in photos], n)
+    add("hwc/torch crop", lambda: [torch_crop_norm(t) for t in tensors], n)
+    add("hwc/prepjit crop", lambda: [crop_norm(p) for p in photos], n)
     add("hwc/torch saturation", lambda: [tv_saturation(t.permute(2, 0, 1), 1.3).permute(1, 2, 0) for t in tensors],
         n)
     add("hwc/prepjit saturation", lambda: [saturate(p) for p in photos], n)
@@ -430,7 +443,7 @@ def main() -> int:
     row("torch ops, same boxes and flips", "train/torch", "train/torch")
     prepjit_rows("train")
     print()
-    print("| elementwise on HWC pixels (no resize) | ms/image | vs torch ops |")
+    print("| on HWC pixels, no resize | ms/image | vs torch ops |")
     print("|---|---:|---:|")
     row("adjust_brightness(1.2): torch ops (float, clamp, uint8)", "hwc/torch brightness", "hwc/torch brightness")
     row("adjust_brightness(1.2): **prepjit**", "hwc/prepjit brightness", "hwc/torch brightness")
@@ -438,6 +451,8 @@ def main() -> int:
     row("to_dtype(float32, scale=True): **prepjit**", "hwc/prepjit to_dtype", "hwc/torch to_dtype")
     row("rgb_to_grayscale: torch ops", "hwc/torch gray", "hwc/torch gray")
     row("rgb_to_grayscale: **prepjit**", "hwc/prepjit gray", "hwc/torch gray")
+    row("center_crop(224) + to_dtype + normalize + CHW: torch ops", "hwc/torch crop", "hwc/torch crop")
+    row("center_crop(224) + to_dtype + normalize + CHW: **prepjit**", "hwc/prepjit crop", "hwc/torch crop")
     row("adjust_saturation(1.3): torch ops", "hwc/torch saturation", "hwc/torch saturation")
     row("adjust_saturation(1.3): **prepjit**", "hwc/prepjit saturation", "hwc/torch saturation")
     row("adjust_hue(0.1): torch ops", "hwc/torch hue", "hwc/torch hue")

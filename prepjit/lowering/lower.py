@@ -438,7 +438,15 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
         for k in range(len(switch.operands) - 2, -1, -1):
             loops = (If(prim("eq", sel, idx(k), dtype=BOOL), nest([switch.operands[k]]), loops),)
     elif pb.target == "cpu":
-        loops = _flag_versions(kb, _versioned_flips(region)[:2], lambda: nest(ys))
+        flips, crops = _versioned_flips(region)[:2], _versioned_crops(region)
+
+        def versions():
+            return _flag_versions(kb, flips, lambda: nest(ys))
+
+        loops = versions()
+        if crops:  # windows inside their images (checked per call): plain loads, no per-element bounds test
+            inside = kb.built_with({op: True for op in crops}, versions)
+            loops = (If(_image_rules._windows_inside(kb, crops), inside, loops),)
     else:
         loops = nest(ys)
     if kb.per_outer:
@@ -456,9 +464,21 @@ def _lower_elementwise_kernel(pb: _ProgramBuilder, kop, name: str, arg_bufs, out
 def _versioned_flips(region) -> list:
     """The flips decided per call that get one loop nest per outcome: those no resample is computed from (a
     resample's passes are built once, before the main nest, and shared by every version of it)."""
-    below_resample = set(producers(v for op in region.ops if op.name == "image.resample" for v in op.operands))
+    below = _below_resample(region)
     return [op for op in region.ops if op.name == "image.flip" and not D.is_static(op.attrs["flag"])
-            and op not in below_resample]
+            and op not in below]
+
+
+def _versioned_crops(region) -> list:
+    """The crops with a per-element bounds test that the main nest reads (none a resample is computed from: its
+    horizontal pass has its own version for windows inside the image)."""
+    below = _below_resample(region)
+    return [op for op in region.ops if op.name == "image.crop_pad" and not op.attrs.get("inside")
+            and op not in below]
+
+
+def _below_resample(region) -> set:
+    return set(producers(v for op in region.ops if op.name == "image.resample" for v in op.operands))
 
 
 def _flag_versions(kb: _KernelBuilder, ops: list, build) -> tuple:
