@@ -121,7 +121,10 @@ def test_color_jitter_matches_torchvision_in_every_order():
         np.testing.assert_array_equal(jitter(img, seed=4, index=index), torch_jitter(img, 4, index))
         orders.add(tuple(rng_permutation(4, index, 1, 4, p) for p in range(4)))
     assert len(orders) >= 10  # many of the 24 orders ran
-    assert jitter.ir("lowered").count("scf.if") >= 4  # each stage's choice is made outside its loops
+    lowered = jitter.ir("lowered")
+    assert lowered.count("scf.if") >= 4  # each stage's choice is made outside its loops
+    # one kernel a stage: its contrast mean runs inside its contrast branch, skipped when another op is drawn
+    assert lowered.count("kernel.func") == 4
 
 
 def test_color_jitter_float_images_and_factor_ranges():

@@ -580,6 +580,68 @@ def _collect_params(k: Kernel) -> list[str]:
     return names
 
 
+def _sink_reductions(prog: Program) -> None:
+    """A reduction whose result only some alternatives of a per-call choice read (color_jitter's contrast mean:
+    one per stage, which may not be contrast) runs inside those alternatives' branches of its one consumer, so a
+    call that takes another alternative skips it. CPU: kernels run one after another in one call."""
+    kernels = prog.kernels
+    k = 0
+    while k < len(kernels):
+        r = kernels[k]
+        outs = [b for b in r.buffers if b.role == "out"]
+        users = [j for j, e in enumerate(kernels) if j != k and outs and any(b.name == outs[0].name for b in e.buffers)]
+        if not (r.meta.get("reduction") and len(outs) == 1 and prog.buffers[outs[0].name].kind == "temp"
+                and len(users) == 1 and users[0] > k):
+            k += 1
+            continue
+        j, name = users[0], outs[0].name
+        read = {b.name for b in r.buffers if b.role == "in"}
+        written_between = {b.name for e in kernels[k + 1:j] for b in e.buffers if b.role != "in"}
+        body = _in_branches(kernels[j].body, name, r.body) if not read & written_between else None
+        if body is None:
+            k += 1
+            continue
+        e = kernels[j]
+        have = {b.name for b in e.buffers}
+        bufs = [replace(b, role="temp") if b.name == name else b for b in e.buffers]
+        bufs += [b for b in r.buffers if b.name not in have]
+        kernels[j] = Kernel(e.name, bufs, [], body, dict(e.meta))
+        kernels[j].params = _collect_params(kernels[j])
+        del kernels[k]
+
+
+def _in_branches(stmts: tuple, name: str, first: tuple):
+    """``stmts`` with ``first`` run at the start of the branches that read buffer ``name``: descends through a
+    lone ``If`` whose one branch alone reads it; None when ``stmts`` reads it anywhere else (nothing to skip)."""
+    reading = [s for s in stmts if _reads(s, name)]
+    if not reading:
+        return stmts
+    if len(reading) == 1 and isinstance(reading[0], If) and not _reads_expr(reading[0].cond, name):
+        s = reading[0]
+        then, other = _reads(s.then, name), _reads(s.other, name)
+        if then != other:
+            new = If(s.cond, _in_branches(s.then, name, first) or first + s.then, s.other) if then else \
+                If(s.cond, s.then, _in_branches(s.other, name, first) or first + s.other)
+            return tuple(new if t is s else t for t in stmts)
+    return None
+
+
+def _reads(s, name: str) -> bool:
+    if isinstance(s, tuple):
+        return any(_reads(t, name) for t in s)
+    if isinstance(s, Store):
+        return any(_reads_expr(e, name) for e in (s.value, *s.indices, *s.strides))
+    if isinstance(s, For):
+        return _reads_expr(s.extent, name) or _reads(s.body, name)
+    if isinstance(s, If):
+        return _reads_expr(s.cond, name) or _reads(s.then, name) or _reads(s.other, name)
+    return True  # unknown statement: assume it reads
+
+
+def _reads_expr(e, name: str) -> bool:
+    return any(isinstance(n, Load) and n.buf == name for n in walk(e))
+
+
 def lower_function(fn: Function, constraints: list, target: str = "cpu") -> Program:
     pb = _ProgramBuilder(fn, target)
     prog = pb.prog
@@ -603,10 +665,13 @@ def lower_function(fn: Function, constraints: list, target: str = "cpu") -> Prog
         kname = f"k{len(prog.kernels)}"
         if kop.attrs["kind"] == "reduction":
             kern = _lower_reduction_kernel(pb, kop, kname, arg_bufs, out_bufs[0])
+            kern.meta["reduction"] = True
         else:
             kern = _lower_elementwise_kernel(pb, kop, kname, arg_bufs, out_bufs)
         kern.params = _collect_params(kern)
         prog.kernels.append(kern)
+    if target == "cpu":
+        _sink_reductions(prog)
     for v in outputs:
         if v.owner is None:
             prog.outputs.append(("arg", fn.inputs.index(v)))
