@@ -5,6 +5,7 @@
 Pipelines (per image, scikit-image's photos, 300-640 px):
   eval   resize(256, antialias) → center_crop(224) → to_dtype(float32, scale) → normalize → CHW
   train  random_resized_crop(224) → random_horizontal_flip → to_dtype → normalize → CHW
+  cifar  random_crop(32, padding=4) → random_horizontal_flip → to_dtype → normalize → CHW on 32×32 images
   ragged the eval pipeline on a batch (--batch) of crops of those photos, each of another size, new to the
          process (per-size caches cleared before each run: what a first epoch over a real dataset sees)
   hwc    ops on HWC uint8 pixels, no resize: brightness, to_dtype, grayscale, center_crop + normalize,
@@ -79,7 +80,8 @@ def main() -> int:
 
     import prepjit as pj
     from prepjit import image as I
-    from prepjit.ir.image import random_resized_crop_params, rng_bernoulli, tv_crop_anchor, tv_resize_hw
+    from prepjit.ir.image import (random_crop_offset, random_resized_crop_params, rng_bernoulli, tv_crop_anchor,
+                                  tv_resize_hw)
     from prepjit.kernels.resample import resize_weights
     from prepjit.kernels.rng import float_to_bits
     from prepjit.runtime.threads import available_cpus
@@ -212,8 +214,23 @@ def main() -> int:
             x = x.flip(-1)
         return torch_norm(x)
 
+    @pj.jit_preprocess(signature=sig)
+    def cifar_tf(img):  # CIFAR's augmentation: RandomCrop(32, padding=4) + RandomHorizontalFlip + normalize
+        x = I.random_horizontal_flip(I.random_crop(img, 32, padding=4))
+        x = I.to_dtype(x, np.float32, scale=True)
+        return I.to_chw(I.normalize(x, MEAN, STD))
+
+    def torch_cifar(t, index, seed=0):  # the same offsets and flips, with torch ops
+        row, col = (random_crop_offset(seed, index, 1, k, 40, 32) for k in (0, 1))
+        x = F.pad(t.permute(2, 0, 1), (4, 4, 4, 4))[:, row:row + 32, col:col + 32]
+        if rng_bernoulli(seed, index, 2, float_to_bits(0.5)):
+            x = x.flip(-1)
+        return torch_norm(x)
+
     photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
     tensors = [torch.from_numpy(p) for p in photos]
+    tiny = [np.ascontiguousarray(p[::8, ::8][:32, :32]) for p in photos] * 64  # 256 images of 32×32
+    tiny_t = [torch.from_numpy(p) for p in tiny]
     jpegs = []
     for p in photos:
         buf = io.BytesIO()
@@ -250,6 +267,8 @@ def main() -> int:
         assert np.array_equal(as_float(p), t.float().mul_(1.0 / 255).numpy())
         assert np.array_equal(gray(p)[..., 0], torch_gray(t).numpy())
         assert np.abs(crop_norm(p) - torch_crop_norm(t).numpy()).max() <= 1e-5
+    for i in range(8):
+        assert np.abs(cifar_tf(tiny[i], index=i) - torch_cifar(tiny_t[i], i).numpy()).max() <= 1e-5
         assert np.array_equal(saturate(p), tv_saturation(t.permute(2, 0, 1), 1.3).permute(1, 2, 0).numpy())
         assert np.array_equal(hue(p), tv_hue(t.permute(2, 0, 1), 0.1).permute(1, 2, 0).numpy())
         assert np.array_equal(jitter(p, seed=0, index=3), torch_jitter(p, 0, 3))
@@ -365,6 +384,10 @@ def main() -> int:
     add("train/prepjit batch tN", lambda: train_tf.batch(batch, threads=threads), len(batch))
     add("train/prepjit batch out t1", lambda: train_tf.batch(batch, threads=1, out=buf), len(batch))
     add("train/prepjit batch out tN", lambda: train_tf.batch(batch, threads=threads, out=buf), len(batch))
+    add("cifar/torch", lambda: [torch_cifar(t, i) for i, t in enumerate(tiny_t)], len(tiny))
+    add("cifar/prepjit", lambda: [cifar_tf(p, index=i) for i, p in enumerate(tiny)], len(tiny))
+    add("cifar/prepjit batch t1", lambda: cifar_tf.batch(tiny, threads=1), len(tiny))
+    add("cifar/prepjit batch tN", lambda: cifar_tf.batch(tiny, threads=threads), len(tiny))
     add("jpeg/pil+torch", lambda: [torch_eval(pil_decode(d)) for d in jpegs], n)
     if simplejpeg is not None:
         add("jpeg/turbo+torch", lambda: [torch_eval(turbo_decode(d)) for d in jpegs], n)
@@ -442,6 +465,14 @@ def main() -> int:
     print("|---|---:|---:|")
     row("torch ops, same boxes and flips", "train/torch", "train/torch")
     prepjit_rows("train")
+    print()
+    print("| CIFAR augmentation (random_crop(32, padding=4) + flip + normalize), 256 images of 32×32 | ms/image "
+          "| vs torch ops |")
+    print("|---|---:|---:|")
+    row("torch ops, same offsets and flips", "cifar/torch", "cifar/torch")
+    row("**prepjit**, one call", "cifar/prepjit", "cifar/torch")
+    row("**prepjit** `.batch`, 1 thread", "cifar/prepjit batch t1", "cifar/torch")
+    row(f"**prepjit** `.batch`, {threads} threads", "cifar/prepjit batch tN", "cifar/torch")
     print()
     print("| on HWC pixels, no resize | ms/image | vs torch ops |")
     print("|---|---:|---:|")

@@ -17,7 +17,8 @@ from prepjit.ir.types import check_dtype
 
 __all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad",
            "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw",
-           "random_horizontal_flip", "random_resized_crop", "adjust_contrast", "adjust_hue", "color_jitter"]
+           "random_horizontal_flip", "random_vertical_flip", "random_resized_crop", "random_crop", "adjust_contrast",
+           "adjust_hue", "color_jitter"]
 
 
 def decode(data, mode: str = "RGB", reduce=None):
@@ -93,22 +94,29 @@ def resized_crop(img, top: int, left: int, height: int, width: int, size, interp
     return resize(crop(img, top, left, height, width), size, interpolation=interpolation, antialias=antialias)
 
 
+def _padding(what: str, padding, fill, padding_mode: str, x: Traced) -> tuple:
+    """torchvision's padding argument → (left, top, right, bottom), after checking it, ``fill`` and the mode."""
+    if padding_mode not in ("constant",) + PAD_MODES:
+        raise ValueError(at(user_loc(), f"{what}: padding_mode must be one of {('constant',) + PAD_MODES}, got "
+                                        f"{padding_mode!r}"))
+    p = [padding] if isinstance(padding, (int, np.integer)) else list(padding)
+    if len(p) not in (1, 2, 4) or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in p):
+        raise ValueError(at(user_loc(), f"{what}: padding must be an int or a sequence of 1, 2 or 4 ints, got "
+                                        f"{padding!r}"))
+    left, top, right, bottom = (p * 4)[:4] if len(p) == 1 else (p[0], p[1], p[0], p[1]) if len(p) == 2 else p
+    if min(left, top, right, bottom) < 0:
+        raise UnsupportedError(at(user_loc(), f"{what}: negative padding is not supported"))
+    if not isinstance(fill, (int, float)) or (x.dtype.kind in "iub" and not float(fill).is_integer()):
+        raise UnsupportedError(at(user_loc(), f"{what}: fill must be a number representable in {x.dtype}"))
+    return int(left), int(top), int(right), int(bottom)
+
+
 def pad(img, padding, fill=0, padding_mode: str = "constant"):
     """torchvision ``pad``: ``padding`` is an int, (left/right, top/bottom) or (left, top, right, bottom);
     ``padding_mode`` "constant" (``fill``), "edge" (repeat the border pixel), "reflect" (mirror without repeating
     the border; padding < image size) or "symmetric" (mirror repeating it; padding <= image size)."""
     x = _image(img, "pad")
-    if padding_mode not in ("constant",) + PAD_MODES:
-        raise ValueError(at(user_loc(), f"pad: padding_mode must be one of {('constant',) + PAD_MODES}, got "
-                                        f"{padding_mode!r}"))
-    p = [padding] if isinstance(padding, (int, np.integer)) else list(padding)
-    if len(p) not in (1, 2, 4) or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in p):
-        raise ValueError(at(user_loc(), f"pad: padding must be an int or a sequence of 1, 2 or 4 ints, got {padding!r}"))
-    left, top, right, bottom = (p * 4)[:4] if len(p) == 1 else (p[0], p[1], p[0], p[1]) if len(p) == 2 else p
-    if min(left, top, right, bottom) < 0:
-        raise UnsupportedError(at(user_loc(), "pad: negative padding is not supported"))
-    if not isinstance(fill, (int, float)) or (x.dtype.kind in "iub" and not float(fill).is_integer()):
-        raise UnsupportedError(at(user_loc(), f"pad: fill must be a number representable in {x.dtype}"))
+    left, top, right, bottom = _padding("pad", padding, fill, padding_mode, x)
     if padding_mode != "constant":
         return _emit("image.pad", [x], {"top": int(top), "left": int(left), "bottom": int(bottom),
                                         "right": int(right), "mode": padding_mode})
@@ -360,6 +368,57 @@ def random_horizontal_flip(img, p: float = 0.5):
         raise ValueError(at(user_loc(), f"random_horizontal_flip: p must be in [0, 1], got {p}"))
     flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
     return _emit("image.flip", [x], {"axis": 1, "flag": flag})
+
+
+def random_vertical_flip(img, p: float = 0.5):
+    """torchvision ``RandomVerticalFlip(p)``: flips upside down with probability ``p``, decided per sample by the
+    call's ``seed=`` and ``index=``."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+    from prepjit.kernels.rng import float_to_bits
+
+    x = _image(img, "random_vertical_flip")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(at(user_loc(), f"random_vertical_flip: p must be in [0, 1], got {p}"))
+    flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
+    return _emit("image.flip", [x], {"axis": 0, "flag": flag})
+
+
+def random_crop(img, size, padding=None, pad_if_needed: bool = False, fill=0, padding_mode: str = "constant"):
+    """torchvision ``RandomCrop(size, padding, pad_if_needed, fill, padding_mode)``: pad (``padding`` as in
+    :func:`pad`; with ``pad_if_needed`` each side of an axis shorter than the crop by the difference), then a
+    window of ``size`` at an offset drawn uniformly per sample (the call's ``seed=`` and ``index=``). A crop
+    larger than the padded image raises ValueError, naming the sample. With constant padding, pad and crop are
+    one window on the image, zero-filled (``fill``) past its edges; with edge/reflect/symmetric padding and
+    ``pad_if_needed`` the image's size must be static."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+
+    x = _image(img, "random_crop")
+    ch, cw = _pair(size, "random_crop")
+    left, top, right, bottom = _padding("random_crop", 0 if padding is None else padding, fill, padding_mode, x)
+    h, w = _hw(x)
+    # pad_if_needed: each side of an axis shorter than the crop grows by the difference
+    dh = D.maximum(0, D.add(ch, D.mul(D.add(h, top + bottom), -1))) if pad_if_needed else 0
+    dw = D.maximum(0, D.add(cw, D.mul(D.add(w, left + right), -1))) if pad_if_needed else 0
+    if padding_mode != "constant":
+        if not (D.is_static(dh) and D.is_static(dw)):
+            raise UnsupportedError(at(user_loc(), f"random_crop: pad_if_needed with padding_mode={padding_mode!r} "
+                                                  f"needs a static image size (the padding depends on it)"))
+        x = _emit("image.pad", [x], {"top": top + int(dh), "left": left + int(dw), "bottom": bottom + int(dh),
+                                     "right": right + int(dw), "mode": padding_mode})
+        h, w = _hw(x)
+        top = left = bottom = right = 0
+        dh = dw = 0
+    stream = _rng_stream()
+    ph, pw = D.add(D.add(h, top + bottom), D.mul(dh, 2)), D.add(D.add(w, left + right), D.mul(dw, 2))
+    row = D.call("random_crop_offset", RNG_SEED, RNG_INDEX, stream, 0, ph, ch)
+    col = D.call("random_crop_offset", RNG_SEED, RNG_INDEX, stream, 1, pw, cw)
+    attrs = {"top": D.add(row, D.mul(D.add(dh, top), -1)), "left": D.add(col, D.mul(D.add(dw, left), -1)),
+             "h": ch, "w": cw}
+    if fill and padding_mode == "constant":
+        attrs["fill"] = np.array(fill).astype(x.dtype).item()
+    if padding_mode != "constant" or (top == left == bottom == right == 0 and not pad_if_needed):
+        attrs["inside"] = 1  # the window lies in the (padded) image by construction; the prologue checks it
+    return _emit("image.crop_pad", [x], attrs)
 
 
 def random_resized_crop(img, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), interpolation: str = "bilinear",

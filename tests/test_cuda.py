@@ -599,9 +599,15 @@ def small_train(img):
     return I.to_chw(I.normalize(x, MEAN, STD))
 
 
+def small_cifar(img):
+    """random_crop with zero padding (windows over the padding) and a per-call vertical flip."""
+    return I.to_chw(I.random_vertical_flip(I.random_crop(img, 16, padding=3, fill=9)))
+
+
 @needs_cxx
-def test_emulated_random_augmentations_match_cpu():
-    cpu = _jit(small_train)
+@pytest.mark.parametrize("fn", [small_train, small_cifar], ids=lambda f: f.__name__)
+def test_emulated_random_augmentations_match_cpu(fn):
+    cpu = _jit(fn)
     samples = [(img(40, 31),), (img(25, 50),), (img(33, 33),), (img(60, 20),)]
     outs, _ = E.run(cpu, samples, threads=4, seed=7, index=100)
     np.testing.assert_array_equal(outs[0], cpu.batch([s[0] for s in samples], seed=7, index=100))

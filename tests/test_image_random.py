@@ -11,7 +11,7 @@ from skimage import data as skdata
 
 import prepjit as pj
 from prepjit import image as I
-from prepjit.ir.image import random_resized_crop_params, rng_bernoulli, tv_resize_hw
+from prepjit.ir.image import random_crop_offset, random_resized_crop_params, rng_bernoulli, tv_resize_hw
 from prepjit.kernels.rng import float_to_bits, uniform
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -160,3 +160,93 @@ def test_training_pipeline_is_one_kernel():
     train_tf(skdata.astronaut())
     assert train_tf.ir("lowered").count("kernel.func") == 1
     assert math.isfinite(float(train_tf(skdata.astronaut()).sum()))
+
+
+# -- random_crop (CIFAR's RandomCrop(32, padding=4)) and random_vertical_flip -----------------------------------
+def torch_random_crop(img, size, padding, pad_if_needed, fill, mode, seed, index, stream=1):
+    """torchvision v2 RandomCrop's transform with the offsets the RNG drew: F.pad (torch's pad modes; symmetric
+    by NumPy, which torch lacks for images), then the window."""
+    ch, cw = (size, size) if isinstance(size, int) else size
+    p = [padding] * 4 if isinstance(padding, int) else (list(padding) * 2 if len(padding) == 2 else list(padding))
+    left, top, right, bottom = p
+    h, w = img.shape[:2]
+    dh = max(0, ch - (h + top + bottom)) if pad_if_needed else 0
+    dw = max(0, cw - (w + left + right)) if pad_if_needed else 0
+    left, right, top, bottom = left + dw, right + dw, top + dh, bottom + dh
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    if mode == "symmetric":
+        t = torch.from_numpy(np.pad(img, ((top, bottom), (left, right), (0, 0)), mode="symmetric")).permute(2, 0, 1)
+    elif mode == "constant":
+        t = F.pad(t, (left, right, top, bottom), value=fill)
+    else:
+        t = F.pad(t.float(), (left, right, top, bottom), mode={"edge": "replicate", "reflect": "reflect"}[mode])
+        t = t.to(torch.uint8)
+    ph, pw = t.shape[1:]
+    row = random_crop_offset(seed, index, stream, 0, ph, ch)
+    col = random_crop_offset(seed, index, stream, 1, pw, cw)
+    return t[:, row:row + ch, col:col + cw].permute(1, 2, 0).numpy()
+
+
+_CROPS: dict = {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), size=st.one_of(st.integers(1, 40), st.tuples(st.integers(1, 40),
+       st.integers(1, 40))), padding=st.one_of(st.integers(0, 6), st.tuples(*[st.integers(0, 6)] * 4)),
+       pad_if_needed=st.booleans(), fill=st.sampled_from([0, 7, 255]),
+       mode=st.sampled_from(["constant", "edge", "reflect", "symmetric"]), seed=st.integers(0, 2 ** 63),
+       index=st.integers(0, 2 ** 40))
+def test_random_crop_matches_torchvision(h, w, size, padding, pad_if_needed, fill, mode, seed, index):
+    """Every padding mode, pad_if_needed, fills, crops larger than the padded image (torchvision's ValueError),
+    windows inside the image and over its padding; the image size is static for the other modes' pad_if_needed."""
+    pad = padding if isinstance(padding, int) else list(padding)
+    p = [pad] * 4 if isinstance(pad, int) else pad
+    if mode == "reflect" and max(p) >= min(h, w) or mode == "symmetric" and max(p) > min(h, w):
+        return  # beyond what that mode can mirror (pad's own error, tested there)
+    static = mode != "constant"
+    key = (size if isinstance(size, int) else tuple(size), padding, pad_if_needed, fill, mode, static and (h, w))
+    f = _CROPS.get(key)
+    if f is None:
+        sig = (pj.TensorSpec(np.uint8, (h, w, 3) if static else (None, None, 3)),)
+        f = _CROPS[key] = pj.jit_preprocess(
+            lambda x: I.random_crop(x, size, padding=pad, pad_if_needed=pad_if_needed, fill=fill, padding_mode=mode),
+            signature=sig)
+    img = np.random.default_rng(index % 1000).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    ch, cw = (size, size) if isinstance(size, int) else size
+    dh = max(0, ch - (h + p[1] + p[3])) if pad_if_needed else 0
+    dw = max(0, cw - (w + p[0] + p[2])) if pad_if_needed else 0
+    if mode != "constant" and (dh or dw) and (max(p[1] + dh, p[3] + dh) >= h or max(p[0] + dw, p[2] + dw) >= w):
+        return  # the needed padding is more than reflect/symmetric can mirror
+    if h + p[1] + p[3] + 2 * dh < ch or w + p[0] + p[2] + 2 * dw < cw:
+        with pytest.raises(ValueError, match="larger than the \\(padded\\) image"):
+            f(img, seed=seed, index=index)
+        return
+    np.testing.assert_array_equal(f(img, seed=seed, index=index),
+                                  torch_random_crop(img, size, pad, pad_if_needed, fill, mode, seed, index))
+
+
+def test_cifar_augmentation_and_vertical_flip():
+    """RandomCrop(32, padding=4) + RandomHorizontalFlip on 32×32 images in .batch, as torch computes them; the
+    offsets cover the whole range; random_vertical_flip flips rows with its own stream."""
+    @pj.jit_preprocess
+    def cifar(x):
+        return I.random_horizontal_flip(I.random_crop(x, 32, padding=4))
+
+    @pj.jit_preprocess
+    def vflip(x):
+        return I.random_vertical_flip(x, p=0.5)
+
+    imgs = [np.random.default_rng(k).integers(0, 256, (32, 32, 3), dtype=np.uint8) for k in range(64)]
+    got = cifar.batch(imgs, seed=5, threads=2)
+    rows = set()
+    for i, img in enumerate(imgs):
+        want = torch_random_crop(img, 32, 4, False, 0, "constant", 5, i)
+        if rng_bernoulli(5, i, 2, float_to_bits(0.5)):
+            want = want[:, ::-1]
+        np.testing.assert_array_equal(got[i], want)
+        rows.add(random_crop_offset(5, i, 1, 0, 40, 32))
+        flipped = rng_bernoulli(5, i, 1, float_to_bits(0.5))
+        np.testing.assert_array_equal(vflip(img, seed=5, index=i), img[::-1] if flipped else img)
+    assert rows == set(range(9))  # every offset 0..8 drawn
+    with pytest.raises(ValueError, match="sample 3: .*crop height 30 is larger than the \\(padded\\) image height 20"):
+        pj.jit_preprocess(lambda x: I.random_crop(x, 30)).batch(imgs[:3] + [imgs[3][:20]], seed=1)

@@ -17,6 +17,7 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.core import Constraint, Inferred, OpDef, define
 from prepjit.ir.types import TensorType
+from prepjit.kernels.rng import bits_to_float, float_to_bits, uniform
 
 RESAMPLE_MODES = ("bilinear", "bicubic", "nearest", "nearest-exact")
 NEAREST_MODES = ("nearest", "nearest-exact")
@@ -229,8 +230,6 @@ def _blend_reference(x, y, ratio):  # ratio: a float, or (per call) a float64's 
     a fused multiply-add in torch), cast back to x's dtype."""
     from prepjit.kernels.resample import fma
 
-    from prepjit.kernels.rng import bits_to_float
-
     ratio = bits_to_float(ratio) if isinstance(ratio, int) else ratio
     ft = opmath(x.dtype).type
     a = x.astype(ft) * ft(ratio)
@@ -274,8 +273,6 @@ def _param_infer(types, attrs, loc):
 
 
 def _param_reference(bits, dtype):
-    from prepjit.kernels.rng import bits_to_float
-
     return np.array(bits_to_float(bits), dtype=dtype)
 
 
@@ -371,8 +368,6 @@ def random_resized_crop_params(h: int, w: int, seed: int, index: int, stream: in
                                ratio_lo: int, ratio_hi: int) -> tuple[int, int, int, int]:
     """torchvision v2 ``RandomResizedCrop.make_params`` (10 attempts, then the central fallback) with draws from
     the counter-based RNG; float arguments arrive as their IEEE bits. Returns (top, left, height, width)."""
-    from prepjit.kernels.rng import bits_to_float, uniform
-
     s0, s1, r0, r1 = (bits_to_float(b) for b in (scale_lo, scale_hi, ratio_lo, ratio_hi))
     area = h * w
     log_r0, log_r1 = math.log(r0), math.log(r1)
@@ -400,24 +395,18 @@ def rrc_param(which: int, *args) -> int:
 
 def rng_bernoulli(seed: int, index: int, stream: int, p_bits: int) -> int:
     """1 with probability p (torchvision: ``torch.rand(1) < p``), else 0."""
-    from prepjit.kernels.rng import bits_to_float, uniform
-
     return int(uniform(seed, index, stream, 0) < bits_to_float(p_bits))
 
 
 def rng_uniform_bits(seed: int, index: int, stream: int, draw: int, lo_bits: int, hi_bits: int) -> int:
     """A factor drawn uniformly from [lo, hi) as torchvision draws it (``torch.empty(1).uniform_(lo, hi)``: a
     float32 value), returned as the IEEE bits of that value as a float64."""
-    from prepjit.kernels.rng import bits_to_float, float_to_bits, uniform
-
     lo, hi = bits_to_float(lo_bits), bits_to_float(hi_bits)
     return float_to_bits(float(np.float32(lo + (hi - lo) * uniform(seed, index, stream, draw))))
 
 
 @lru_cache(maxsize=4096)
 def _permutation(seed: int, index: int, stream: int, n: int) -> tuple:
-    from prepjit.kernels.rng import uniform
-
     perm = list(range(n))
     for k in range(n - 1, 0, -1):  # Fisher-Yates with counter-based draws
         j = int(uniform(seed, index, stream, 100 + k) * (k + 1))
@@ -430,6 +419,18 @@ def rng_permutation(seed: int, index: int, stream: int, n: int, k: int) -> int:
     return _permutation(seed, index, stream, n)[k]
 
 
+def random_crop_offset(seed: int, index: int, stream: int, draw: int, padded: int, crop: int) -> int:
+    """torchvision v2 ``RandomCrop.make_params``: the crop's offset along one axis of the padded image,
+    uniform over ``[0, padded - crop]`` (``torch.randint``), 0 when the crop spans the axis; ``draw`` 0 for the
+    rows, 1 for the columns. A crop larger than the padded image is torchvision's ValueError."""
+    if padded < crop:
+        axis = ("height", "width")[draw]
+        raise ValueError(f"random_crop: the crop {axis} {crop} is larger than the (padded) image {axis} {padded}; "
+                         f"pass pad_if_needed=True to pad it")
+    return int(uniform(seed, index, stream, draw) * (padded - crop + 1)) if padded > crop else 0
+
+
+D.register_call("random_crop_offset", random_crop_offset)
 D.register_call("rrc_param", rrc_param)
 D.register_call("rng_uniform_bits", rng_uniform_bits)
 D.register_call("rng_permutation", rng_permutation)

@@ -12,6 +12,7 @@ draws are uniform doubles with 53 random bits in [0, 1).
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 _M64 = (1 << 64) - 1
 
@@ -23,9 +24,15 @@ def _mix(z: int) -> int:
     return z ^ (z >> 31)
 
 
+@lru_cache(maxsize=1024)
+def _sample_key(seed: int, index: int) -> int:
+    """The mixed (seed, index) every draw of a sample starts from (computed once for its several draws)."""
+    return _mix(_mix(seed & _M64) ^ (index & _M64))
+
+
 def random_bits(seed: int, index: int, stream: int, draw: int) -> int:
     """64 random bits for draw ``draw`` of stream ``stream`` of sample ``index`` under ``seed``."""
-    return _mix(_mix(_mix(seed & _M64) ^ (index & _M64)) ^ (((stream & 0xFFFFFFFF) << 32) | (draw & 0xFFFFFFFF)))
+    return _mix(_sample_key(seed, index) ^ (((stream & 0xFFFFFFFF) << 32) | (draw & 0xFFFFFFFF)))
 
 
 def uniform(seed: int, index: int, stream: int, draw: int) -> float:
