@@ -279,7 +279,19 @@ class JitFunction:
         def sample(i):
             return [a if type(a) is np.ndarray else self._to_numpy(a, j) for j, a in enumerate(c[i] for c in cols)]
 
+        execs = self._execs
+        col0 = cols[0] if len(cols) == 1 else None
+
         def resolve(i):
+            if col0 is not None:  # one argument, an array (the common case: this runs once per sample)
+                a = col0[i]
+                if type(a) is np.ndarray:
+                    shape = a.shape
+                    c = shape[2] if len(shape) == 3 and shape[2] <= MAX_STATIC_CHANNELS else None
+                    key = ((a.dtype, a.ndim, c),)
+                    exe = execs.get(key)
+                    if exe is not None:
+                        return exe, [a]
             arrays = sample(i)
             key = _key(arrays)
             return self._execs.get(key) or self._specialize(arrays, key), arrays
@@ -315,10 +327,13 @@ class JitFunction:
             # (prepjit.runtime.batch), never taking the GIL between samples.
             rows = [(addr(o), o.strides[0]) for o in outs]  # C-contiguous: row i of each output at base + i * stride
             shapes = tuple(o.shape[1:] for o in outs)
+            seed_, index_ = int(seed), int(index)
+            one = rows[0] if len(rows) == 1 else None
 
             def row(i):
                 exe, arrays = (exe0, arrays0) if i == 0 else resolve(i)
-                return exe, arrays, (tuple(b + i * s for b, s in rows), shapes), (int(seed), int(index) + i)
+                at = (one[0] + i * one[1],) if one is not None else tuple(b + i * s for b, s in rows)
+                return exe, arrays, (at, shapes), (seed_, index_ + i)
 
             native_batch.run(native_batch.sample_rows(row, run_here), 0, n, workers,
                              pool(workers - 1) if workers > 1 else None, failures)
