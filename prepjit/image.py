@@ -17,8 +17,8 @@ from prepjit.ir.types import check_dtype
 
 __all__ = ["adjust_brightness", "adjust_saturation", "rgb_to_grayscale", "decode", "resize", "resized_crop", "pad",
            "center_crop", "crop", "horizontal_flip", "vertical_flip", "to_dtype", "normalize", "to_chw",
-           "random_horizontal_flip", "random_vertical_flip", "random_resized_crop", "random_crop", "adjust_contrast",
-           "adjust_hue", "color_jitter"]
+           "random_horizontal_flip", "random_vertical_flip", "random_resized_crop", "random_crop", "random_grayscale",
+           "adjust_contrast", "adjust_hue", "color_jitter"]
 
 
 def decode(data, mode: str = "RGB", reduce=None):
@@ -381,6 +381,21 @@ def random_vertical_flip(img, p: float = 0.5):
         raise ValueError(at(user_loc(), f"random_vertical_flip: p must be in [0, 1], got {p}"))
     flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
     return _emit("image.flip", [x], {"axis": 0, "flag": flag})
+
+
+def random_grayscale(img, p: float = 0.1):
+    """torchvision ``RandomGrayscale(p)``: with probability ``p`` the image becomes its grayscale, repeated over
+    its channels (``rgb_to_grayscale(img, num_output_channels=channels)``), decided per sample by the call's
+    ``seed=`` and ``index=``. One kernel holds both versions, chosen outside its loops."""
+    from prepjit.ir.image import RNG_INDEX, RNG_SEED
+    from prepjit.kernels.rng import float_to_bits
+
+    x = _image(img, "random_grayscale")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(at(user_loc(), f"random_grayscale: p must be in [0, 1], got {p}"))
+    _check_channels(x, "random_grayscale", (3,))
+    flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
+    return _emit("image.switch", [x, rgb_to_grayscale(x, 3)], {"index": flag})
 
 
 def random_crop(img, size, padding=None, pad_if_needed: bool = False, fill=0, padding_mode: str = "constant"):

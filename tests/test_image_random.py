@@ -250,3 +250,38 @@ def test_cifar_augmentation_and_vertical_flip():
     assert rows == set(range(9))  # every offset 0..8 drawn
     with pytest.raises(ValueError, match="sample 3: .*crop height 30 is larger than the \\(padded\\) image height 20"):
         pj.jit_preprocess(lambda x: I.random_crop(x, 30)).batch(imgs[:3] + [imgs[3][:20]], seed=1)
+
+
+def test_random_grayscale_matches_torchvision():
+    """RandomGrayscale(p) after a random crop, in .batch: the grayscale (3 channels, torchvision's weights and
+    rounding) exactly where the RNG drew it; uint8 and float32; 1-channel or 4-channel images are refused."""
+    @pj.jit_preprocess
+    def aug(x):
+        return I.random_grayscale(I.random_resized_crop(x, 24), p=0.5)
+
+    img = skdata.coffee()[::4, ::4].copy()
+    for dtype in (np.uint8, np.float32):
+        x = img if dtype == np.uint8 else (img / 255.0).astype(np.float32)
+        got = aug.batch([x] * 16, seed=9, index=40)
+        grays = 0
+        for i in range(16):
+            top, left, h, w = _params(*x.shape[:2], 9, 40 + i)
+            t = torch.from_numpy(np.ascontiguousarray(x[top:top + h, left:left + w])).permute(2, 0, 1)[None]
+            if dtype == np.uint8:
+                t = t.contiguous(memory_format=torch.channels_last)
+            t = F.interpolate(t, size=(24, 24), mode="bilinear", antialias=True, align_corners=False)[0]
+            if rng_bernoulli(9, 40 + i, 2, float_to_bits(0.5)):
+                r, g, b = t.unbind(0)
+                y = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114)
+                t = (y if dtype == np.float32 else y.to(torch.uint8)).expand(3, -1, -1)
+                grays += 1
+            want = t.permute(1, 2, 0).numpy()
+            if dtype == np.uint8:
+                np.testing.assert_array_equal(got[i], want)
+            else:
+                np.testing.assert_allclose(got[i], want, rtol=0, atol=1e-5)
+        assert 0 < grays < 16
+    with pytest.raises(TypeError, match="3 channels"):
+        pj.jit_preprocess(lambda x: I.random_grayscale(x))(np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="p must be in"):
+        pj.jit_preprocess(lambda x: I.random_grayscale(x, 1.5))(img)
