@@ -357,44 +357,36 @@ def color_jitter(img, brightness=None, contrast=None, saturation=None, hue=None)
     return out
 
 
-def random_horizontal_flip(img, p: float = 0.5):
-    """torchvision ``RandomHorizontalFlip(p)``: flips with probability ``p``, decided per sample by the
-    call's ``seed=`` and ``index=`` (see ``JitFunction.__call__``)."""
+def _coin(p: float, what: str):
+    """A per-sample flag, 1 with probability ``p`` (torchvision: ``torch.rand(1) < p``), drawn from the call's
+    ``seed=`` and ``index=`` (see ``JitFunction.__call__``) on this op's RNG stream."""
     from prepjit.ir.image import RNG_INDEX, RNG_SEED
     from prepjit.kernels.rng import float_to_bits
 
-    x = _image(img, "random_horizontal_flip")
     if not 0.0 <= float(p) <= 1.0:
-        raise ValueError(at(user_loc(), f"random_horizontal_flip: p must be in [0, 1], got {p}"))
-    flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
-    return _emit("image.flip", [x], {"axis": 1, "flag": flag})
+        raise ValueError(at(user_loc(), f"{what}: p must be in [0, 1], got {p}"))
+    return D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
+
+
+def random_horizontal_flip(img, p: float = 0.5):
+    """torchvision ``RandomHorizontalFlip(p)``: flips with probability ``p``, decided per sample."""
+    x = _image(img, "random_horizontal_flip")
+    return _emit("image.flip", [x], {"axis": 1, "flag": _coin(p, "random_horizontal_flip")})
 
 
 def random_vertical_flip(img, p: float = 0.5):
-    """torchvision ``RandomVerticalFlip(p)``: flips upside down with probability ``p``, decided per sample by the
-    call's ``seed=`` and ``index=``."""
-    from prepjit.ir.image import RNG_INDEX, RNG_SEED
-    from prepjit.kernels.rng import float_to_bits
-
+    """torchvision ``RandomVerticalFlip(p)``: flips upside down with probability ``p``, decided per sample."""
     x = _image(img, "random_vertical_flip")
-    if not 0.0 <= float(p) <= 1.0:
-        raise ValueError(at(user_loc(), f"random_vertical_flip: p must be in [0, 1], got {p}"))
-    flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
-    return _emit("image.flip", [x], {"axis": 0, "flag": flag})
+    return _emit("image.flip", [x], {"axis": 0, "flag": _coin(p, "random_vertical_flip")})
 
 
 def random_grayscale(img, p: float = 0.1):
     """torchvision ``RandomGrayscale(p)``: with probability ``p`` the image becomes its grayscale, repeated over
-    its channels (``rgb_to_grayscale(img, num_output_channels=channels)``), decided per sample by the call's
-    ``seed=`` and ``index=``. One kernel holds both versions, chosen outside its loops."""
-    from prepjit.ir.image import RNG_INDEX, RNG_SEED
-    from prepjit.kernels.rng import float_to_bits
-
+    its channels (``rgb_to_grayscale(img, num_output_channels=channels)``), decided per sample. One kernel holds
+    both versions, chosen outside its loops."""
     x = _image(img, "random_grayscale")
-    if not 0.0 <= float(p) <= 1.0:
-        raise ValueError(at(user_loc(), f"random_grayscale: p must be in [0, 1], got {p}"))
     _check_channels(x, "random_grayscale", (3,))
-    flag = D.call("rng_bernoulli", RNG_SEED, RNG_INDEX, _rng_stream(), float_to_bits(p))
+    flag = _coin(p, "random_grayscale")
     return _emit("image.switch", [x, rgb_to_grayscale(x, 3)], {"index": flag})
 
 
