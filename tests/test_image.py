@@ -643,3 +643,39 @@ def test_resample_rows_computed_in_the_row_loop_or_materialized():
     np.testing.assert_array_equal(both(img), r + r[::-1])
     low = both.ir("lowered")
     assert "rs0_vtap" in low and low.index("rs0_vtap") < low.index("scf.for %i0")  # before the main nest
+
+
+def test_size_work_remembered_per_input_shape():
+    """The prologue computes sizes, weight tables and output shapes once per input shape (a dataset's images come
+    in a few sizes): shapes that share a height or a width, interleaved in .batch and single calls, and more
+    shapes than it remembers, each against torch; random ops keep their per-call draws."""
+    from prepjit.runtime.executable import SHAPE_MEMO
+
+    @pj.jit_preprocess
+    def ev(img):
+        return eval_tf.fn(img)
+
+    rng = np.random.default_rng(11)
+    base = skdata.chelsea()
+    shapes = [(300, 451), (300, 320), (260, 451), (300, 451), (260, 320)]
+    imgs = [np.ascontiguousarray(base[:h, :w]) for h, w in shapes]
+    want = [torch_eval(i) for i in imgs]
+    for _ in range(2):
+        for got, w in zip(ev.batch(imgs, threads=2), want):
+            np.testing.assert_allclose(got, w, rtol=0, atol=1e-5)
+        for img, w in zip(imgs[::-1], want[::-1]):
+            np.testing.assert_allclose(ev(img), w, rtol=0, atol=1e-5)
+    exe = next(iter(ev._execs.values()))
+    assert "_by_shape_prep" in exe.plan["source"] and "_by_shape_run" in exe.plan["source"]
+    many = [np.ascontiguousarray(base[:100 + k % 37, :90 + k]) for k in range(SHAPE_MEMO + 20)]
+    picks = rng.choice(len(many), 12, replace=False)
+    out = ev.batch(many, threads=2)
+    for k in picks:
+        np.testing.assert_allclose(out[k], torch_eval(many[k]), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="sample 2: "):  # a failing size check is not remembered as a result
+        ev.batch([imgs[0], imgs[1], base[:0, :5]])
+    with pytest.raises(ValueError):
+        ev(base[:0, :5])
+    rand = pj.jit_preprocess(lambda x: I.random_resized_crop(x, 32))
+    rand(imgs[0], index=1)
+    assert "_by_shape" not in next(iter(rand._execs.values())).plan["source"]  # sizes drawn per call

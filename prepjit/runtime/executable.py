@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import pickle
+import re
 import struct
 import threading
 from functools import lru_cache
@@ -26,7 +27,7 @@ from prepjit.ir.types import TensorType
 if TYPE_CHECKING:
     from prepjit.lowering.lower import Program
 
-PLAN_VERSION = 3
+PLAN_VERSION = 4
 MAX_PLAN_BYTES = 8 << 20
 
 _CHECKS = {
@@ -365,11 +366,13 @@ def _emit(prog: "Program", arg_names, spec_text, env: dict, prep: bool):
         result = f"[{', '.join(outs)}]"
     else:
         result = "{" + ", ".join(f"{k!r}: {o}" for k, o in zip(tree, outs)) + "}"
+    dims = [d.args[0] for t in prog.inputs if isinstance(t, TensorType) for d in t.shape if not isinstance(d, int)]
+    hosted = any(b.kind == "host" for b in prog.buffers.values())
     if prep:  # the slots into the batch's buffer; the objects whose addresses they hold, kept by the batch; the
         # outputs it allocated when given none (the batch's first sample: their structure, shapes and dtypes)
         lines.append(f"    _pack_into(_buf, _off, {', '.join(slot_values)})")
         lines.append(f"    return _need, ({''.join(a + ', ' for a in alive)}), None if _out is not None else {result}")
-        return lines, consts, len(slot_values), [slot for _, _, slot in temps]
+        return _by_shape(lines, "prep", dims, hosted), consts, len(slot_values), [slot for _, _, slot in temps]
     if prog.kernels:  # the argument array: int64 slots packed into a bytes object (ctypes passes its address)
         lines.append(f"    _native(_pack({', '.join(slot_values)}))")
     copies = [(k, o) for k, o in enumerate(outs) if first_leaf.get(prog.outputs[k][1]) != k
@@ -379,7 +382,68 @@ def _emit(prog: "Program", arg_names, spec_text, env: dict, prep: bool):
         lines.append(f"        _out[{k}][...] = {o}")
     lines.append("        return None")
     lines.append(f"    return {result}")
-    return lines, consts, len(slot_values) if prog.kernels else 0, [slot for _, _, slot in temps]
+    return (_by_shape(lines, "run", dims, hosted), consts, len(slot_values) if prog.kernels else 0,
+            [slot for _, _, slot in temps])
+
+
+_ASSIGNED = re.compile(r"(?:^|(?<=[\s;:]))([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*) \+?= (?!=)")  # as generated
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_PER_CALL = re.compile(r"\b(?:a\d+|_out|_buf|_off|_temp|_addr|_pack|_pack_into|_native|_np|return)\b|\.strides\b")
+_RNG = re.compile(r"\brng_(?:seed|index)\b")
+SHAPE_MEMO = 128  # input shapes remembered per prologue function (each entry holds its weight tables)
+
+
+def _assigned(text: str) -> list:
+    """The names a statement of generated prologue code assigns (``x = ...``, ``x, y = ...``, ``x += ...``)."""
+    return [n.strip() for m in _ASSIGNED.finditer(text) for n in m.group(1).split(",")]
+
+
+def _by_shape(lines: list, fn: str, dims: list, hosted: bool) -> list:
+    """``lines`` (one prologue function) with the work that depends only on the input sizes — size rules and
+    checks, weight tables, temporaries' offsets, output shapes — moved into a function of the sizes whose
+    results are remembered per input shape: a dataset's images come in a few sizes, and that work is ~10 µs of
+    Python per sample (a resize's rules and tables), on the caller's path of a batch. Per-call work stays:
+    addresses, strides, outputs, random draws (a function whose sizes use them keeps its lines as they are, as
+    does one with host ops: its sizes come from decoded data)."""
+    head = 2  # the def line and the RNG key
+    while head < len(lines) and re.search(r"\ba\d+\b", lines[head]):  # inputs: alignment, checks, shapes
+        head += 1
+    stmts: list = []  # statements after the head: a 4-space line with its nested lines (an else with its if)
+    for line in lines[head:]:
+        if line.startswith("        ") or line.startswith("    else:") or line.startswith("    elif "):
+            stmts[-1].append(line)
+        else:
+            stmts.append([line])
+    text = ["\n".join(st) for st in stmts]
+    if hosted or any(_RNG.search(t) for t in text):
+        return lines
+    count: dict = {}
+    for t in text:
+        for name in _assigned(t):
+            count[name] = count.get(name, 0) + 1
+    per_call = {name for name, n in count.items() if n > 1}  # reassigned (a cursor, one shape per output)
+    sizes, rest, names = [], [], []
+    for st, t in zip(stmts, text):
+        assigned = _assigned(t)
+        if len(st) > 1 or _PER_CALL.search(t) or set(_NAME.findall(t)) & per_call:
+            rest.extend(st)
+            per_call.update(assigned)
+            continue
+        sizes.extend(st)
+        names.extend(n for n in assigned if n not in names)
+    if not names:
+        return lines
+    memo, key = f"_shape_memo_{fn}", "(" + "".join(f"{d}, " for d in dims) + ")"
+    unpack = ", ".join(names) + ("," if len(names) == 1 else "")
+    return [f"{memo} = {{}}", f"def _by_shape_{fn}({', '.join(dims)}):", *sizes, f"    return {unpack}",
+            *lines[:head],
+            f"    _m = {memo}.get({key})",
+            "    if _m is None:",
+            f"        _m = _by_shape_{fn}({', '.join(dims)})",
+            f"        if len({memo}) >= {SHAPE_MEMO}: {memo}.clear()",
+            f"        {memo}[{key}] = _m",
+            f"    {unpack} = _m",
+            *rest]
 
 
 def spec_text(t) -> str:
