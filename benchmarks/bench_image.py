@@ -297,6 +297,8 @@ def main() -> int:
         def run():
             for cache in (image_tables._table, image_tables.rs_start, image_tables._span, executable._table):
                 cache.cache_clear()
+            for exe in eval_tf._execs.values():  # and the sizes its prologue remembers per input shape
+                exe.forget_sizes()
             image_tables._NATIVE = native_tables  # False: the tables built by the NumPy spec (before native)
             try:
                 return fn()

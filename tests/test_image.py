@@ -667,6 +667,11 @@ def test_size_work_remembered_per_input_shape():
             np.testing.assert_allclose(ev(img), w, rtol=0, atol=1e-5)
     exe = next(iter(ev._execs.values()))
     assert "_by_shape_prep" in exe.plan["source"] and "_by_shape_run" in exe.plan["source"]
+    memos = [v for k, v in exe.run.__globals__.items() if k.startswith("_shape_memo_")]
+    assert len(memos) == 2 and all(len(m) == 4 for m in memos)  # four shapes, each remembered once
+    exe.forget_sizes()
+    assert not any(memos)
+    np.testing.assert_allclose(ev(imgs[2]), want[2], rtol=0, atol=1e-5)
     many = [np.ascontiguousarray(base[:100 + k % 37, :90 + k]) for k in range(SHAPE_MEMO + 20)]
     picks = rng.choice(len(many), 12, replace=False)
     out = ev.batch(many, threads=2)

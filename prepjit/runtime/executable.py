@@ -180,6 +180,13 @@ class Executable:
     def program(self) -> "Program":
         return self.compiled.program
 
+    def forget_sizes(self) -> None:
+        """Drop what the prologue remembers per input shape (``_by_shape``): e.g. to time sizes new to the
+        process."""
+        for name, memo in self.run.__globals__.items():
+            if name.startswith("_shape_memo_"):
+                memo.clear()
+
 
 def plan_id(key: str, traced_text: str, arg_names, spec_texts) -> str:
     """What a prologue depends on beyond the cache key: argument names and the traced text with locations."""
