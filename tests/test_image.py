@@ -681,6 +681,9 @@ def test_size_work_remembered_per_input_shape():
         ev.batch([imgs[0], imgs[1], base[:0, :5]])
     with pytest.raises(ValueError):
         ev(base[:0, :5])
-    rand = pj.jit_preprocess(lambda x: I.random_resized_crop(x, 32))
-    rand(imgs[0], index=1)
-    assert "_by_shape" not in next(iter(rand._execs.values())).plan["source"]  # sizes drawn per call
+    rand = pj.jit_preprocess(lambda x: I.random_horizontal_flip(I.random_resized_crop(x, 32)))
+    outs = [rand(imgs[0], index=k) for k in range(4)]
+    assert len({o.tobytes() for o in outs}) > 1  # the box and the flip are drawn per call, not remembered
+    src = next(iter(rand._execs.values())).plan["source"]
+    remembered = src[src.index("def _by_shape_run"):src.index("def run")]
+    assert "rng_" not in remembered and "rrc_param" not in remembered and "_table(" not in remembered

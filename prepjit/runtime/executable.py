@@ -410,8 +410,8 @@ def _by_shape(lines: list, fn: str, dims: list, hosted: bool) -> list:
     checks, weight tables, temporaries' offsets, output shapes — moved into a function of the sizes whose
     results are remembered per input shape: a dataset's images come in a few sizes, and that work is ~10 µs of
     Python per sample (a resize's rules and tables), on the caller's path of a batch. Per-call work stays:
-    addresses, strides, outputs, random draws (a function whose sizes use them keeps its lines as they are, as
-    does one with host ops: its sizes come from decoded data)."""
+    addresses, strides, outputs, random draws and all that depends on them (a random crop's box and the tables
+    of its resize). A function with host ops keeps its lines as they are: its sizes come from decoded data."""
     head = 2  # the def line and the RNG key
     while head < len(lines) and re.search(r"\ba\d+\b", lines[head]):  # inputs: alignment, checks, shapes
         head += 1
@@ -422,7 +422,7 @@ def _by_shape(lines: list, fn: str, dims: list, hosted: bool) -> list:
         else:
             stmts.append([line])
     text = ["\n".join(st) for st in stmts]
-    if hosted or any(_RNG.search(t) for t in text):
+    if hosted:
         return lines
     count: dict = {}
     for t in text:
@@ -432,7 +432,7 @@ def _by_shape(lines: list, fn: str, dims: list, hosted: bool) -> list:
     sizes, rest, names = [], [], []
     for st, t in zip(stmts, text):
         assigned = _assigned(t)
-        if len(st) > 1 or _PER_CALL.search(t) or set(_NAME.findall(t)) & per_call:
+        if len(st) > 1 or _PER_CALL.search(t) or _RNG.search(t) or set(_NAME.findall(t)) & per_call:
             rest.extend(st)
             per_call.update(assigned)
             continue
