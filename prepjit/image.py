@@ -111,6 +111,11 @@ def _padding(what: str, padding, fill, padding_mode: str, x: Traced) -> tuple:
     return int(left), int(top), int(right), int(bottom)
 
 
+def _fill_attrs(fill, x: Traced) -> dict:
+    """crop_pad's ``fill`` attribute (in the image's dtype), when not the default 0."""
+    return {"fill": np.array(fill).astype(x.dtype).item()} if fill else {}
+
+
 def pad(img, padding, fill=0, padding_mode: str = "constant"):
     """torchvision ``pad``: ``padding`` is an int, (left/right, top/bottom) or (left, top, right, bottom);
     ``padding_mode`` "constant" (``fill``), "edge" (repeat the border pixel), "reflect" (mirror without repeating
@@ -121,10 +126,8 @@ def pad(img, padding, fill=0, padding_mode: str = "constant"):
         return _emit("image.pad", [x], {"top": int(top), "left": int(left), "bottom": int(bottom),
                                         "right": int(right), "mode": padding_mode})
     h, w = _hw(x)
-    attrs = {"top": -int(top), "left": -int(left), "h": D.add(h, int(top) + int(bottom)),
-             "w": D.add(w, int(left) + int(right))}
-    if fill:
-        attrs["fill"] = np.array(fill).astype(x.dtype).item()
+    attrs = {"top": -top, "left": -left, "h": D.add(h, top + bottom), "w": D.add(w, left + right),
+             **_fill_attrs(fill, x)}
     return _emit("image.crop_pad", [x], attrs)
 
 
@@ -410,8 +413,7 @@ def random_crop(img, size, padding=None, pad_if_needed: bool = False, fill=0, pa
         if not (D.is_static(dh) and D.is_static(dw)):
             raise UnsupportedError(at(user_loc(), f"random_crop: pad_if_needed with padding_mode={padding_mode!r} "
                                                   f"needs a static image size (the padding depends on it)"))
-        x = _emit("image.pad", [x], {"top": top + int(dh), "left": left + int(dw), "bottom": bottom + int(dh),
-                                     "right": right + int(dw), "mode": padding_mode})
+        x = pad(x, [left + int(dw), top + int(dh), right + int(dw), bottom + int(dh)], padding_mode=padding_mode)
         h, w = _hw(x)
         top = left = bottom = right = 0
         dh = dw = 0
@@ -420,9 +422,7 @@ def random_crop(img, size, padding=None, pad_if_needed: bool = False, fill=0, pa
     row = D.call("random_crop_offset", RNG_SEED, RNG_INDEX, stream, 0, ph, ch)
     col = D.call("random_crop_offset", RNG_SEED, RNG_INDEX, stream, 1, pw, cw)
     attrs = {"top": D.add(row, D.mul(D.add(dh, top), -1)), "left": D.add(col, D.mul(D.add(dw, left), -1)),
-             "h": ch, "w": cw}
-    if fill and padding_mode == "constant":
-        attrs["fill"] = np.array(fill).astype(x.dtype).item()
+             "h": ch, "w": cw, **(_fill_attrs(fill, x) if padding_mode == "constant" else {})}
     if padding_mode != "constant" or (top == left == bottom == right == 0 and not pad_if_needed):
         attrs["inside"] = 1  # the window lies in the (padded) image by construction; the prologue checks it
     return _emit("image.crop_pad", [x], attrs)
