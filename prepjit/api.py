@@ -286,10 +286,7 @@ class JitFunction:
             if col0 is not None:  # one argument, an array (the common case: this runs once per sample)
                 a = col0[i]
                 if type(a) is np.ndarray:
-                    shape = a.shape
-                    c = shape[2] if len(shape) == 3 and shape[2] <= MAX_STATIC_CHANNELS else None
-                    key = ((a.dtype, a.ndim, c),)
-                    exe = execs.get(key)
+                    exe = execs.get(((a.dtype, a.ndim, _channels(a.shape)),))  # = _key([a])
                     if exe is not None:
                         return exe, [a]
             arrays = sample(i)

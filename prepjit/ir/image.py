@@ -108,8 +108,8 @@ def decode_image(data, mode: str = "RGB", reduce=None, min_h: int = 0, min_w: in
     ``min_h`` × ``min_w`` or a shorter side of ``min_short`` (set by the compiler from the downstream resize).
 
     JPEGs go through libjpeg-turbo's TurboJPEG API (simplejpeg) when it decodes them as Pillow would: Pillow
-    decodes with the same library, but copying a large image into NumPy costs it several times the decoding
-    (a 2048×1536 photo: 38 ms against 7). Anything else — other formats, CMYK, L from a colour JPEG (Pillow
+    decodes with the same library, then copies into NumPy (a 2048×1536 photo: Pillow 13–28 ms across
+    sessions, simplejpeg's decoding 7). Anything else — other formats, CMYK, L from a colour JPEG (Pillow
     converts RGB → L with its own weights), data libjpeg warns about, simplejpeg not installed — goes to
     Pillow."""
     arr = _decode_turbojpeg(data, mode, reduce, min_h, min_w, min_short)

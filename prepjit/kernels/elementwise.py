@@ -103,12 +103,12 @@ def _fmod(a, b):
     to the integer part; at or above that ``a`` is a multiple of ``b`` (remainder ±0; an infinite ``a`` gives
     NaN through ``a * 0``); the sign of a zero remainder is ``a``'s, as fmod's is."""
     if isinstance(b, Const) and np.dtype(b.dtype) in (np.float32, np.float64):
-        mant, exp = np.frexp(abs(float(b.value)))
+        step = abs(float(b.value))
+        mant, exp = np.frexp(step)
         if mant == 0.5 and -100 <= exp <= 100:
             dt = a.dtype
-            step = const(abs(float(b.value)), dt)
-            limit = const(abs(float(b.value)) * 2.0 ** (np.finfo(dt).nmant + 1), dt)
-            whole = prim("mul", prim("trunc", prim("mul", a, const(1.0 / abs(float(b.value)), dt))), step)
+            limit = const(step * 2.0 ** (np.finfo(dt).nmant + 1), dt)
+            whole = prim("mul", prim("trunc", prim("mul", a, const(1.0 / step, dt))), const(step, dt))
             big = prim("ge", prim("abs", a), limit, dtype=BOOL)
             r = select(big, prim("mul", a, const(0.0, dt)), prim("sub", a, whole))
             return prim("copysign", r, a)

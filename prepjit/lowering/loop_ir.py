@@ -290,12 +290,13 @@ def map_expr(e: Expr, fn, memo=None) -> Expr:
         indices, strides = _mapped(e.indices, fn, memo), _mapped(e.strides, fn, memo)
         new = e if indices is e.indices and strides is e.strides else Load(e.buf, indices, strides, e.dtype)
     elif isinstance(e, Cond):
-        parts = _mapped((e.cond, e.then, e.other), fn, memo)
-        new = e if all(a is b for a, b in zip(parts, (e.cond, e.then, e.other))) else Cond(*parts, e.dtype)
+        kids = (e.cond, e.then, e.other)
+        parts = _mapped(kids, fn, memo)
+        new = e if parts is kids else Cond(*parts, e.dtype)
     elif isinstance(e, Reduce):
-        parts = _mapped((e.extent, e.body, e.init), fn, memo)
-        new = e if all(a is b for a, b in zip(parts, (e.extent, e.body, e.init))) else \
-            Reduce(e.var, parts[0], parts[1], parts[2], e.op, e.dtype)
+        kids = (e.extent, e.body, e.init)
+        parts = _mapped(kids, fn, memo)
+        new = e if parts is kids else Reduce(e.var, *parts, e.op, e.dtype)
     else:
         new = e
     out = fn(new)

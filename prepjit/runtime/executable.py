@@ -395,8 +395,8 @@ def _emit(prog: "Program", arg_names, spec_text, env: dict, prep: bool):
 
 _ASSIGNED = re.compile(r"(?:^|(?<=[\s;:]))([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*) \+?= (?!=)")  # as generated
 _NAME = re.compile(r"[A-Za-z_]\w*")
-_PER_CALL = re.compile(r"\b(?:a\d+|_out|_buf|_off|_temp|_addr|_pack|_pack_into|_native|_np|return)\b|\.strides\b")
-_RNG = re.compile(r"\brng_(?:seed|index)\b")
+_PER_CALL = re.compile(r"\b(?:a\d+|_out|_buf|_off|_temp|_addr|_pack|_pack_into|_native|_np|return|rng_seed|rng_index)\b"
+                       r"|\.strides\b")
 SHAPE_MEMO = 128  # input shapes remembered per prologue function (each entry holds its weight tables)
 
 
@@ -412,6 +412,8 @@ def _by_shape(lines: list, fn: str, dims: list, hosted: bool) -> list:
     Python per sample (a resize's rules and tables), on the caller's path of a batch. Per-call work stays:
     addresses, strides, outputs, random draws and all that depends on them (a random crop's box and the tables
     of its resize). A function with host ops keeps its lines as they are: its sizes come from decoded data."""
+    if hosted:
+        return lines
     head = 2  # the def line and the RNG key
     while head < len(lines) and re.search(r"\ba\d+\b", lines[head]):  # inputs: alignment, checks, shapes
         head += 1
@@ -422,8 +424,6 @@ def _by_shape(lines: list, fn: str, dims: list, hosted: bool) -> list:
         else:
             stmts.append([line])
     text = ["\n".join(st) for st in stmts]
-    if hosted:
-        return lines
     count: dict = {}
     for t in text:
         for name in _assigned(t):
@@ -432,7 +432,7 @@ def _by_shape(lines: list, fn: str, dims: list, hosted: bool) -> list:
     sizes, rest, names = [], [], []
     for st, t in zip(stmts, text):
         assigned = _assigned(t)
-        if len(st) > 1 or _PER_CALL.search(t) or _RNG.search(t) or set(_NAME.findall(t)) & per_call:
+        if len(st) > 1 or _PER_CALL.search(t) or set(_NAME.findall(t)) & per_call:
             rest.extend(st)
             per_call.update(assigned)
             continue
