@@ -474,8 +474,8 @@ class BertTokenizer:
             return kernel_at, at + k * row_bytes, relocs_at, 2, need, data
 
         if ragged:  # mask rows (and a single sequence's type ids) are constant: shared rows (_constant_rows)
-            ones = _constant_rows(1, range(width + 1), dtype)
-            zeros = None if pair else _constant_rows(0, range(width + 1), dtype)
+            ones = _constant_rows_upto(1, width, dtype)
+            zeros = None if pair else _constant_rows_upto(0, width, dtype)
 
         def finished(k):
             lo, hi = chunks[k]
@@ -525,10 +525,10 @@ class BertTokenizer:
                 "attention_mask": list(map(_constant_rows(1, set(ls), dtype).__getitem__, ls))}
 
 
-def _ragged_rows(rows: tuple, ids: np.ndarray, types: np.ndarray, ones: dict, zeros, starts: np.ndarray,
+def _ragged_rows(rows: tuple, ids: np.ndarray, types: np.ndarray, ones, zeros, starts: np.ndarray,
                  lens: np.ndarray) -> None:
     """Append a chunk of unpadded samples to ``rows`` ([id rows], [type-id rows], [mask rows]): views of the rows'
-    tokens, and shared constant rows from {length: row} tables (:func:`_constant_rows`): ``ones`` for masks,
+    tokens, and shared constant rows indexed by length (:func:`_constant_rows_upto`): ``ones`` for masks,
     ``zeros`` for a single sequence's type ids (None for pairs, whose type ids are views too)."""
     ls = lens.tolist()
     rows[0].extend(_views(ids, starts, lens))
@@ -536,9 +536,9 @@ def _ragged_rows(rows: tuple, ids: np.ndarray, types: np.ndarray, ones: dict, ze
     rows[2].extend(map(ones.__getitem__, ls))
 
 
-def _views(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray):
-    """The views ``flat[start:start + len]``, as an iterator."""
-    return map(flat.__getitem__, map(slice, starts.tolist(), (starts + lens).tolist()))
+def _views(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> list:
+    """The views ``flat[start:start + len]`` (a comprehension: a fifth faster than mapping slices)."""
+    return [flat[a:b] for a, b in zip(starts.tolist(), (starts + lens).tolist())]
 
 
 def _constant_rows(value: int, lengths, dtype) -> dict:
@@ -549,6 +549,14 @@ def _constant_rows(value: int, lengths, dtype) -> dict:
     base = np.full(max(lengths, default=0), value, dtype)
     base.flags.writeable = False
     return {k: base[:k] for k in lengths}
+
+
+@lru_cache(maxsize=16)
+def _constant_rows_upto(value: int, width: int, dtype) -> tuple:
+    """:func:`_constant_rows` for every length 0..width, as a tuple indexed by length (the same read-only rows for
+    every batch of that width: making them anew took ~50 µs, a sixth of an unpadded batch's serial setup)."""
+    rows = _constant_rows(value, range(width + 1), dtype)
+    return tuple(rows[k] for k in range(width + 1))
 
 
 def _split(flat: np.ndarray, lens: np.ndarray) -> list:
@@ -799,21 +807,29 @@ def batch_text(jf, cols, threads):
 
     key = _key(sample)
     exe = jf._execs.get(key) or jf._specialize(sample, key)
-    comp = next((c for c in jf._compiled.values() if c.program is exe.program), None)
-    if comp is None:
+    plan = getattr(exe, "text_batch", False)
+    if plan is False:
+        plan = exe.text_batch = _batch_plan(jf, exe)  # once per specialization
+    if plan is None:
         return None
-    sel = getattr(comp, "text_rows", False)
-    if sel is False:
-        sel = comp.text_rows = _row_selectors(comp)  # once per specialization
-    if sel is None:
-        return None
-    host, rows = sel
-    tok = _REGISTRY[host.attrs["tokenizer"]]
+    tok, opts, dtype, rows, tree = plan
     try:
-        out = tok._encode(cols, json.loads(host.attrs["options"]), np.dtype(host.attrs["dtype"]), threads)
+        out = tok._encode(cols, opts, dtype, threads)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{jf.name}.batch(): {e}") from None
     names = ("input_ids", "token_type_ids", "attention_mask")
-    leaves = [out[names[k]] for k in rows]
-    tree = comp.traced.body.terminator.attrs["tree"]
-    return output_structure(tree, leaves)
+    return output_structure(tree, [out[names[k]] for k in rows])
+
+
+def _batch_plan(jf, exe):
+    """(tokenizer, options, id dtype, [row per output leaf], output tree) of a specialization that only
+    tokenizes, for :func:`batch_text`; None for anything else."""
+    comp = next((c for c in jf._compiled.values() if c.program is exe.program), None)
+    if comp is None:
+        return None
+    sel = _row_selectors(comp)
+    if sel is None:
+        return None
+    host, rows = sel
+    return (_REGISTRY[host.attrs["tokenizer"]], json.loads(host.attrs["options"]), np.dtype(host.attrs["dtype"]),
+            rows, comp.traced.body.terminator.attrs["tree"])

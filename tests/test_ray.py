@@ -40,7 +40,8 @@ def test_udf_on_numpy_batches():
 
 
 def test_ray_data_map_batches_local():
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
+    import ray
     import ray.data
 
     small_tf.compile()  # warm the shared cache first: the Ray workers load it

@@ -335,9 +335,13 @@ def test_batch_outputs_reuse_memory_only_when_dropped():
     np.testing.assert_array_equal(keep_tensor.numpy(), want)
     del keep_view, keep_tensor
     gc.collect()
-    for n in range(2, 40):  # many sizes, each dropped at once: bounded per size and in all
-        outputs.empty((n, 1 << 17), np.float64)
+    for n in range(2, 40):  # many sizes, several blocks of each dropped together: bounded per size and in all
+        blocks = [outputs.empty((n, 1 << 17), np.float64) for _ in range(12)]
+        del blocks
     assert outputs.kept_bytes() <= outputs.KEEP_BYTES
-    assert all(len(q) <= outputs.KEEP_PER_SIZE for q in outputs._free.values())
+    kept = {size: len(q) for size, q in outputs._free.items()}
+    assert kept[2 << 20] == outputs.KEEP_MAX_PER_SIZE  # small outputs: several a batch (a text batch has three)
+    assert all(k <= outputs.keep_per_size(size) for size, k in kept.items())
+    assert all(k <= outputs.KEEP_PER_SIZE for size, k in kept.items() if size > outputs.KEEP_SIZE_BYTES // 2)
     outputs.release()
     assert outputs.kept_bytes() == 0

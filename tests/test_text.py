@@ -309,6 +309,43 @@ def test_ragged_unpadded_batch(uncased):
     assert [list(map(int, r)) for r in out["input_ids"]] == [r[0] for r in hf_rows(hf, LINES)]
 
 
+def test_padded_batch_outputs_are_recycled(uncased):
+    """A padded batch's id, type-id and mask arrays (three outputs of one size) all come back for the next batch
+    of that size once it is dropped, and held ones are never handed out."""
+    import gc
+    import weakref
+
+    from prepjit.runtime import outputs
+
+    tok, hf = uncased
+
+    @pj.jit_preprocess
+    def enc(text):
+        return tok(text, max_length=128, padding="max_length", truncation=True)
+
+    texts = (LINES * (1200 // len(LINES) + 1))[:1200]  # 1200 × 128 int64: 1.2 MB an output, recycled memory
+    def memory(v):  # the recycled buffer under an output (outputs._Block.raw)
+        while not hasattr(v, "raw"):
+            v = v.base
+        return v.raw
+
+    first = enc.batch(texts)
+    addrs = {v.ctypes.data for v in first.values()}
+    raws = [weakref.ref(memory(v)) for v in first.values()]
+    del first
+    gc.collect()
+    assert all(r() is not None for r in raws)  # all three kept (not freed to malloc, which may reuse it or not)
+    second = enc.batch(texts[::-1])
+    assert {id(memory(v)) for v in second.values()} == {id(r()) for r in raws}
+    assert {v.ctypes.data for v in second.values()} == addrs
+    want = hf_rows(hf, texts[::-1], max_length=128, padding="max_length", truncation=True)
+    assert second["input_ids"].tolist() == [r[0] for r in want]
+    third = enc.batch(texts)  # the second is alive: new memory
+    assert not addrs & {v.ctypes.data for v in third.values()}
+    assert second["input_ids"].tolist() == [r[0] for r in want]
+    outputs.release()
+
+
 def test_eager_call_matches_jit(uncased):
     tok, _ = uncased
     eager = tok("Hello there, general Kenobi!", max_length=10, padding="max_length", truncation=True)

@@ -12,12 +12,17 @@ the memory — exactly when NumPy would otherwise have freed it.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
 
+from prepjit.runtime.executable import addr
+
 MIN_BYTES = 1 << 20           # smaller outputs: malloc reuses freed memory by itself
-KEEP_PER_SIZE = 2             # free blocks kept per byte size (a batch in use + the next one)
+KEEP_PER_SIZE = 2             # free blocks kept per byte size (a batch in use + the next one) ...
+KEEP_SIZE_BYTES = 64 << 20    # ... or more while they fit in this: a text batch's id, type-id and mask arrays
+KEEP_MAX_PER_SIZE = 8         # are three outputs of one size (6 blocks for two batches)
 KEEP_BYTES = 512 << 20        # and at most this much memory kept in all
 _ALIGN = 64
 
@@ -34,7 +39,8 @@ class _Block:
 def empty(shape: tuple, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)``, on recycled memory when the output is large (64-byte aligned)."""
     dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    shape = tuple(map(int, shape))
+    nbytes = math.prod(shape) * dt.itemsize
     if nbytes < MIN_BYTES or dt.hasobject:
         return np.empty(shape, dt)
     raw = None
@@ -46,18 +52,24 @@ def empty(shape: tuple, dtype) -> np.ndarray:
             raw = None
     if raw is None:
         raw = np.empty(nbytes + _ALIGN, np.uint8)
+    at = addr(raw)
     block = _Block()
     block.raw = raw
-    block.__array_interface__ = {"shape": tuple(int(d) for d in shape), "typestr": dt.str, "version": 3,
-                                 "data": (raw.ctypes.data + (-raw.ctypes.data) % _ALIGN, False)}
+    block.__array_interface__ = {"shape": shape, "typestr": dt.str, "version": 3,
+                                 "data": (at + (-at) % _ALIGN, False)}
     return np.asarray(block)
 
 
 def _release(raw: np.ndarray) -> None:
     nbytes = raw.nbytes - _ALIGN
     q = _free.setdefault(nbytes, deque())
-    if len(q) < KEEP_PER_SIZE and kept_bytes() + nbytes <= KEEP_BYTES:
+    if len(q) < keep_per_size(nbytes) and kept_bytes() + nbytes <= KEEP_BYTES:
         q.append(raw)
+
+
+def keep_per_size(nbytes: int) -> int:
+    """How many free blocks of ``nbytes`` are kept."""
+    return max(KEEP_PER_SIZE, min(KEEP_MAX_PER_SIZE, KEEP_SIZE_BYTES // max(nbytes, 1)))
 
 
 def kept_bytes() -> int:
