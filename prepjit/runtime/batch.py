@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from prepjit.lowering import batch_driver as B
+from prepjit.runtime.executable import addr
 
 ENABLED = os.environ.get("PREPJIT_NATIVE_BATCH", "1") != "0"  # 0: one ctypes call per sample (comparisons)
 STREAMING = platform.machine() in ("x86_64", "AMD64", "i386", "i686")
@@ -147,9 +148,9 @@ class _Resident:
         for k in range(1, n + 1):
             home, ctl = self.homes[k - 1], self.ctls[k - 1]
             fill(k, ctl)
-            home[_CTL] = ctl.ctypes.data
+            home[_CTL] = addr(ctl)
             home[_SEQ] += 1  # (x86: stores are seen in order, the control block before the batch number)
-            _futex_wake(home.ctypes.data + 8 * _SEQ)
+            _futex_wake(addr(home) + 8 * _SEQ)
 
 
 WAIT_SPINS = 2000  # checks (~0.1-0.4 ms) before _wait yields the CPU
@@ -193,7 +194,7 @@ def _stop_residents() -> None:
     for g in groups:
         for home in g.homes:
             home[_QUIT] = 1
-            _futex_wake(home.ctypes.data + 8 * _SEQ)
+            _futex_wake(addr(home) + 8 * _SEQ)
         _futex_wake(g.sync.ctypes.data + 8 * _READY)
     deadline = time.monotonic() + 2.0
     for g in groups:
@@ -229,7 +230,7 @@ def sample_rows(resolve, run_here):
             return 0, 0, 0, 0, 0, None
         if used + exe.nslots > len(chunk):  # argument slots of many rows per buffer
             chunk, used = np.empty(max(CHUNK_SLOTS, exe.nslots), np.int64), 0
-            chunk_at = chunk.ctypes.data
+            chunk_at = addr(chunk)
         need, alive, _ = exe.prep(*arrays, rowouts, rng, chunk, 8 * used)
         at = chunk_at + 8 * used
         used += exe.nslots
@@ -252,8 +253,8 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     sync = resident.sync if resident is not None else np.zeros(_SYNC_WORDS, np.int64)
     sync[:] = 0
     sync[_COUNTER], sync[_READY], sync[_LIMIT] = start, start, n
-    addrs = (table.ctypes.data, sync.ctypes.data + 8 * _COUNTER, sync.ctypes.data + 8 * _READY,
-             sync.ctypes.data + 8 * _LIMIT)
+    sync_at = addr(sync)
+    addrs = (addr(table), sync_at + 8 * _COUNTER, sync_at + 8 * _READY, sync_at + 8 * _LIMIT)
     ready_at = addrs[2]
     published = threading.Condition()
     waiting = [0]
@@ -264,8 +265,8 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         ctl = np.zeros(B.CTL_WORDS, np.int64) if ctl is None else ctl
         ctl[:] = 0
         ctl[:5] = *addrs, worker
-        ctl[6], ctl[8] = sync.ctypes.data + 8 * _FINISHED, SPIN if worker else 0
-        ctl[10] = sync.ctypes.data + 8 * _SLEEPERS
+        ctl[6], ctl[8] = sync_at + 8 * _FINISHED, SPIN if worker else 0
+        ctl[10] = sync_at + 8 * _SLEEPERS
         return ctl
 
     def wake():  # workers asleep until a row is published (or the batch stops)
@@ -284,7 +285,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
             entered[0] += 1  # (under the GIL, which cfunc releases before the caller can look)
         while True:
             ctl[9] = UNLIMITED
-            cfunc(ctl.ctypes.data)
+            cfunc(addr(ctl))
             if ctl[7] == B.DONE:
                 return
             with published:  # STARVED: sleep until a row is published or the batch stops
@@ -306,6 +307,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     keep = []  # what the rows' addresses point into, alive until every row has run
     futures = []
     mine = control(0)  # the caller's control block: it runs rows between preparing others
+    mine_at = addr(mine)
     settled = False  # every row claimed and finished
     ahead = AHEAD * (workers - 1)
     try:
@@ -337,7 +339,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
                 # and this thread holds it while preparing: running a row hands it over.)
                 if unclaimed > ahead or (unclaimed > 1 and entered[0] < workers - 1):
                     mine[9] = 1
-                    cfunc(mine.ctypes.data)
+                    cfunc(mine_at)
                 if done is not None:
                     report(i + 1)
         sync[_READY] = min(n, int(sync[_LIMIT]))
@@ -347,7 +349,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         if done is not None:  # one row at a time, reporting finished rows between them (beside the workers)
             while True:
                 mine[9] = 1
-                cfunc(mine.ctypes.data)
+                cfunc(mine_at)
                 report(n)
                 if mine[7] == B.DONE:
                     break
