@@ -5,7 +5,8 @@
 Pipelines (per image, scikit-image's photos, 300-640 px):
   eval   resize(256, antialias) → center_crop(224) → to_dtype(float32, scale) → normalize → CHW
   train  random_resized_crop(224) → random_horizontal_flip → to_dtype → normalize → CHW
-  cifar  random_crop(32, padding=4) → random_horizontal_flip → to_dtype → normalize → CHW on 32×32 images
+  cifar  random_crop(32, padding=4) → random_horizontal_flip → to_dtype → normalize → CHW on 32×32 images;
+         and the test-time transform (to_dtype → normalize → CHW): a batch of one shape, no random draws
   ragged the eval pipeline on a batch (--batch) of crops of those photos, each of another size, new to the
          process (per-size caches cleared before each run: what a first epoch over a real dataset sees)
   hwc    ops on HWC uint8 pixels, no resize: brightness, to_dtype, grayscale, center_crop + normalize,
@@ -220,6 +221,10 @@ def main() -> int:
         x = I.to_dtype(x, np.float32, scale=True)
         return I.to_chw(I.normalize(x, MEAN, STD))
 
+    @pj.jit_preprocess(signature=sig)
+    def cifar_test(img):  # CIFAR's test-time transform: ToTensor + Normalize
+        return I.to_chw(I.normalize(I.to_dtype(img, np.float32, scale=True), MEAN, STD))
+
     def torch_cifar(t, index, seed=0):  # the same offsets and flips, with torch ops
         row, col = (random_crop_offset(seed, index, 1, k, 40, 32) for k in (0, 1))
         x = F.pad(t.permute(2, 0, 1), (4, 4, 4, 4))[:, row:row + 32, col:col + 32]
@@ -269,6 +274,7 @@ def main() -> int:
         assert np.abs(crop_norm(p) - torch_crop_norm(t).numpy()).max() <= 1e-5
     for i in range(8):
         assert np.abs(cifar_tf(tiny[i], index=i) - torch_cifar(tiny_t[i], i).numpy()).max() <= 1e-5
+        assert np.abs(cifar_test(tiny[i]) - torch_norm(tiny_t[i].permute(2, 0, 1)).numpy()).max() <= 1e-5
         assert np.array_equal(saturate(p), tv_saturation(t.permute(2, 0, 1), 1.3).permute(1, 2, 0).numpy())
         assert np.array_equal(hue(p), tv_hue(t.permute(2, 0, 1), 0.1).permute(1, 2, 0).numpy())
         assert np.array_equal(jitter(p, seed=0, index=3), torch_jitter(p, 0, 3))
@@ -402,6 +408,10 @@ def main() -> int:
     add("cifar/prepjit", lambda: [cifar_tf(p, index=i) for i, p in enumerate(tiny)], len(tiny))
     add("cifar/prepjit batch t1", lambda: cifar_tf.batch(tiny, threads=1), len(tiny))
     add("cifar/prepjit batch tN", lambda: cifar_tf.batch(tiny, threads=threads), len(tiny))
+    add("cifar test/torch", lambda: [torch_norm(t.permute(2, 0, 1)) for t in tiny_t], len(tiny))
+    add("cifar test/prepjit", lambda: [cifar_test(p) for p in tiny], len(tiny))
+    add("cifar test/prepjit batch t1", lambda: cifar_test.batch(tiny, threads=1), len(tiny))
+    add("cifar test/prepjit batch tN", lambda: cifar_test.batch(tiny, threads=threads), len(tiny))
     add("jpeg/pil+torch", lambda: [torch_eval(pil_decode(d)) for d in jpegs], n)
     if simplejpeg is not None:
         add("jpeg/turbo+torch", lambda: [torch_eval(turbo_decode(d)) for d in jpegs], n)
@@ -447,7 +457,7 @@ def main() -> int:
 
     def row(label, k, ref):
         r = best[ref] / best[k]
-        print(f"| {label} | {ms(k):.3f} | {r:.2f}× |")
+        print(f"| {label} | {ms(k):.{3 if ms(k) >= 0.1 else 4}f} | {r:.2f}× |")
 
     def prepjit_rows(pipe):  # one call, then .batch on 1 and all threads, into new arrays and into out=
         row("**prepjit**, one call", f"{pipe}/prepjit", f"{pipe}/torch")
@@ -489,6 +499,13 @@ def main() -> int:
     row("**prepjit**, one call", "cifar/prepjit", "cifar/torch")
     row("**prepjit** `.batch`, 1 thread", "cifar/prepjit batch t1", "cifar/torch")
     row(f"**prepjit** `.batch`, {threads} threads", "cifar/prepjit batch tN", "cifar/torch")
+    print()
+    print("| CIFAR test-time transform (to_dtype + normalize), 256 images of 32×32 | ms/image | vs torch ops |")
+    print("|---|---:|---:|")
+    row("torch ops", "cifar test/torch", "cifar test/torch")
+    row("**prepjit**, one call", "cifar test/prepjit", "cifar test/torch")
+    row("**prepjit** `.batch`, 1 thread", "cifar test/prepjit batch t1", "cifar test/torch")
+    row(f"**prepjit** `.batch`, {threads} threads", "cifar test/prepjit batch tN", "cifar test/torch")
     print()
     print("| on HWC pixels, no resize | ms/image | vs torch ops |")
     print("|---|---:|---:|")

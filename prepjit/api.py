@@ -332,8 +332,10 @@ class JitFunction:
                 at = (one[0] + i * one[1],) if one is not None else tuple(b + i * s for b, s in rows)
                 return exe, arrays, (at, shapes), (seed_, index_ + i)
 
+            # samples of one shape (a fixed-size dataset): all rows' slots at once from two probe rows
+            bulk = native_batch.uniform_rows(exe0, cols, outs, rng0)
             native_batch.run(native_batch.sample_rows(row, run_here), 0, n, workers,
-                             pool(workers - 1) if workers > 1 else None, failures)
+                             pool(workers - 1) if workers > 1 else None, failures, bulk=bulk)
         else:
             for o, x in zip(outs, leaves):
                 o[0] = x

@@ -42,9 +42,9 @@ def runs(monkeypatch):
     calls = []
     real = native_batch.run
 
-    def spy(prepare, start, n, workers, pool, failures, done=None):
+    def spy(prepare, start, n, workers, pool, failures, done=None, bulk=None):
         calls.append((n, workers))
-        return real(prepare, start, n, workers, pool, failures, done)
+        return real(prepare, start, n, workers, pool, failures, done, bulk)
 
     monkeypatch.setattr(native_batch, "run", spy)
     return calls
@@ -87,6 +87,7 @@ def test_random_ops_key_on_the_sample_index_in_any_split(streaming, monkeypatch)
 def test_many_tiny_samples_workers_wait_for_rows(resident, runs, monkeypatch):
     """Rows cost less to run than to prepare: workers catch up with the caller and wait (spin, then sleep)."""
     monkeypatch.setattr(native_batch, "RESIDENT", resident)
+    monkeypatch.setattr(native_batch, "UNIFORM_MIN", 1 << 30)  # rows prepared one by one, as they come
     f = pj.jit_preprocess(lambda x: x * 3 - 1)
     xs = [np.full((2, 2), k, np.float32) for k in range(600)]
     for threads in (2, 3):
@@ -118,6 +119,67 @@ def test_specializations_mix_in_one_batch(monkeypatch):
     want[0] = want[1]
     for threads in (1, 2):
         np.testing.assert_array_equal(f.batch(xs, threads=threads), want)
+
+
+def _count_preps(monkeypatch, fn) -> list:
+    """Counts calls of each of ``fn``'s specializations' prologue (``prep``)."""
+    calls = []
+    for exe in fn._execs.values():
+        real = exe.prep
+
+        def counted(*a, real=real):
+            calls.append(1)
+            return real(*a)
+
+        monkeypatch.setattr(exe, "prep", counted)
+    return calls
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_uniform_batches_take_every_row_from_two_probe_rows(threads, monkeypatch):
+    """Samples of one shape, dtype and strides (a fixed-size dataset) through a pipeline that draws nothing: every
+    row's argument slots come from two probe rows (``native_batch.uniform_rows``), not from one prologue call a
+    sample. Results equal single calls: new arrays and ``out=``, contiguous samples and strided views of one
+    array, a two-argument function."""
+    rng = np.random.default_rng(threads)
+    imgs = [rng.integers(0, 256, (37, 50, 3), dtype=np.uint8) for _ in range(40)]
+    stack = rng.integers(0, 256, (30, 70, 90, 3), dtype=np.uint8)
+    views = [stack[k, ::2, 1::3] for k in range(30)]  # strided, one stride pattern
+    two = pj.jit_preprocess(lambda a, b: a * 2.0 - b)
+    xs, ys = [rng.random((5, 7)) for _ in range(20)], [rng.random((5, 7)).astype(np.float32) for _ in range(20)]
+    for fn, cols in ((eval_tf, [imgs]), (eval_tf, [views]), (two, [xs, ys])):
+        want = np.stack([fn(*args) for args in zip(*cols)])
+        calls = _count_preps(monkeypatch, fn)
+        np.testing.assert_array_equal(fn.batch(*cols, threads=threads), want)
+        assert len(calls) == 3  # sample 0's outputs, then the two probe rows
+        out = np.full_like(want, np.nan)
+        assert fn.batch(*cols, threads=threads, out=out) is out
+        np.testing.assert_array_equal(out, want)
+        monkeypatch.undo()
+
+
+def test_batches_that_are_not_uniform_prepare_each_row(monkeypatch):
+    """A different shape, the same array twice at the start, a misaligned sample, or random draws: each sample's
+    prologue runs, and results equal single calls."""
+    rng = np.random.default_rng(11)
+    imgs = [rng.integers(0, 256, (33, 41, 3), dtype=np.uint8) for _ in range(12)]
+    f = pj.jit_preprocess(lambda x: x * 0.5 + 1.0)
+    raw = np.zeros(12 * 30 * 4 + 1, np.uint8)
+    floats = [rng.random(30).astype(np.float32) for _ in range(12)]
+    floats[5] = np.frombuffer(raw, np.float32, 30, offset=1)  # same shape and strides, misaligned
+    cases = [(eval_tf, imgs[:6] + [imgs[6][:, :40]] + imgs[7:], {}),
+             (eval_tf, [imgs[0]] + imgs, {}),
+             (f, floats, {}),
+             (train_tf, imgs, {"seed": 3, "index": 8})]
+    for fn, batch, kw in cases:
+        if kw:
+            want = np.stack([fn(x, seed=3, index=8 + i) for i, x in enumerate(batch)])
+        else:
+            want = np.stack([fn(x) for x in batch])
+        calls = _count_preps(monkeypatch, fn)
+        np.testing.assert_array_equal(fn.batch(batch, threads=2, **kw), want)
+        assert len(calls) == len(batch) + 1, fn  # sample 0's outputs, then every row
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -206,12 +268,13 @@ def test_driver_loaded_by_elf_and_by_lljit_runs_the_same(monkeypatch):
 
 
 @pytest.mark.skipif(not native_batch.RESIDENT, reason="resident workers need Linux futexes on x86-64")
-def test_resident_workers_take_rows_sleep_between_batches_and_leave_each_batch():
+def test_resident_workers_take_rows_sleep_between_batches_and_leave_each_batch(monkeypatch):
     """Resident workers wait for batches in native code: asleep on a futex between batches (woken by the next
     post), asleep when rows run out mid-batch (woken by the next published row). They run rows, and leave
     (acknowledge) every batch they were given, at the latest an instant after .batch returns."""
     import time
 
+    monkeypatch.setattr(native_batch, "UNIFORM_MIN", 1 << 30)  # rows published one by one, as they come
     f = pj.jit_preprocess(lambda x: (x * 2 + 1).sum(axis=0))
     xs = [np.full((300, 400), k, np.float32) for k in range(40)]
     want = np.stack([(x * 2 + 1).sum(axis=0) for x in xs])

@@ -239,13 +239,69 @@ def sample_rows(resolve, run_here):
     return prepare
 
 
-def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=None) -> None:
+UNIFORM_MIN = 4  # samples a batch needs for uniform_rows to be worth its two probe rows
+
+
+def uniform_rows(exe, cols: list, outs: list, rng: tuple):
+    """Every row's argument slots at once, for a batch whose samples are NumPy arrays of one shape, dtype and
+    strides per argument, run by ``exe``, a specialization that draws nothing at random: then a row's slots are
+    sample 0's except the input and output addresses, so the per-sample Python prologue (≈ 3-7 µs, more than
+    the native work of a small image) is not needed. Returns ``run``'s ``bulk`` (kernel address, slots (n,
+    nslots), relocations address, their count, scratch bytes, objects to keep alive), or None where that does
+    not hold: the caller prepares rows one by one.
+
+    The slots that are addresses are found from two probe rows (samples 0 and 1) prepared by the prologue
+    itself: a slot equal to sample k's address of argument j in both is that argument's; one equal to row k of
+    output j in both is that output's; every other slot must be the same in both, else None."""
+    n = len(cols[0])
+    if n < UNIFORM_MIN or exe.prep is None or exe.draws:
+        return None
+    addrs = []
+    for c in cols:
+        a0 = c[0]
+        if type(a0) is not np.ndarray or not a0.flags.aligned:
+            return None
+        shape, dtype, strides = a0.shape, a0.dtype, a0.strides
+        for a in c:
+            if type(a) is not np.ndarray or a.shape != shape or a.strides != strides or a.dtype != dtype:
+                return None
+        at = np.fromiter(map(addr, c), np.int64, n)
+        if dtype.alignment > 1 and (at % dtype.alignment).any():
+            return None
+        if at[0] == at[1]:  # the same memory twice: the probes cannot tell its slot
+            return None
+        addrs.append(at)
+    shapes = tuple(o.shape[1:] for o in outs)
+    bases = [(addr(o), o.strides[0]) for o in outs]
+    probe = np.empty(2 * exe.nslots, np.int64)
+    needs = [exe.prep(*[c[k] for c in cols], (tuple(b + k * st for b, st in bases), shapes), rng, probe,
+                      8 * k * exe.nslots)[0] for k in (0, 1)]
+    row0, row1 = probe[:exe.nslots], probe[exe.nslots:]
+    varying = np.flatnonzero(row0 != row1)
+    slots = np.repeat(row0[None], n, 0)
+    for j in varying.tolist():
+        for at in addrs:
+            if row0[j] == at[0] and row1[j] == at[1]:
+                slots[:, j] = at
+                break
+        else:
+            for b, st in bases:
+                if row0[j] == b and row1[j] == b + st:
+                    slots[:, j] = b + st * np.arange(n, dtype=np.int64)
+                    break
+            else:  # a slot that differs for another reason: not a uniform batch after all
+                return None
+    return exe.native.address, slots, exe.relocs_at, len(exe.relocs), max(needs), (exe, slots, cols)
+
+
+def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=None, bulk=None) -> None:
     """Run rows ``start``..``n-1`` on ``workers`` threads (the caller and ``workers - 1`` from ``pool``).
 
     ``prepare(i)`` → (kernel address or 0, argument slots address, relocations address, their count, scratch
     bytes, objects to keep alive until the batch ends) for row i, or raises: the error is appended to
     ``failures`` as (i, exception) and no later row runs. ``done(i)``, if given, is called in the caller's
-    thread for each finished row, in order (while other rows run, where rows are published as they come)."""
+    thread for each finished row, in order (while other rows run, where rows are published as they come).
+    ``bulk``, instead of ``prepare``: every row at once (:func:`uniform_rows`), published together."""
     code = driver()
     cfunc = code.cfunc
     table = np.zeros((n, B.ROW), np.int64)
@@ -316,7 +372,16 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         elif STREAMING and workers > 1 and start < n:  # they wake while the first rows are prepared, and take
             # the GIL when the caller runs a row (it holds the GIL only to prepare one, a few µs at a time)
             futures = [pool.submit(work, k) for k in range(1, workers)]
-        for i in range(start, n):
+        if bulk is not None:
+            fn, slots, relocs, nrel, need, alive = bulk
+            if arenas is None or arenas[0] < need:
+                keep.append(arenas)
+                arenas = _new_arenas(workers, need)
+            keep.append(alive)
+            table[start:] = (fn, 0, relocs, nrel, arenas[4])
+            table[start:, 1] = addr(slots) + slots.strides[0] * np.arange(start, n, dtype=np.int64)
+            sync[_READY] = n
+        for i in range(start, n if bulk is None else start):
             try:
                 fn, args, relocs, nrel, need, alive = prepare(i)
                 if arenas is None or arenas[0] < need:

@@ -173,6 +173,8 @@ class Executable:
         outputs the prologue copies) ``prep``, ``nslots`` and ``relocs`` (int64 slot indices of temporaries)."""
         self.run, self.prep = _link(self.plan, self.native)
         self.nslots = self.plan["nslots"]
+        # whether a call draws random numbers (uses its sample's RNG key beyond unpacking it)
+        self.draws = bool(re.search(r"\brng_(?:seed|index)\b", self.plan["source"].replace(_RNG_KEY, "")))
         self.relocs = np.array(self.plan["relocs"] or [0], np.int64)[:len(self.plan["relocs"])]
         self.relocs_at = addr(self.relocs)
 
@@ -275,6 +277,9 @@ def _outputs_in_place(prog: "Program") -> bool:
     return True
 
 
+_RNG_KEY = "rng_seed, rng_index = _rng"
+
+
 def _emit(prog: "Program", arg_names, spec_text, env: dict, prep: bool):
     """Lines of ``run`` (or ``prep``), filling ``env``; also the constants, slot count and temporaries' slots."""
     lines: list[str] = []
@@ -284,7 +289,7 @@ def _emit(prog: "Program", arg_names, spec_text, env: dict, prep: bool):
         lines.append(f"def prep({', '.join(params + ['_out', '_rng', '_buf', '_off'])}):")
     else:
         lines.append(f"def run({', '.join(params + ['_out=None', '_rng=(0, 0)'])}):")
-    lines.append("    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)")
+    lines.append(f"    {_RNG_KEY}  # the sample's key for random ops (prepjit.kernels.rng)")
     py = emit_sizes(prog, arg_names, spec_text, env, lines,
                     input_prep="if not {a}.flags.aligned: {a} = _aligned_copy({a})")
     first_leaf: dict = {}
