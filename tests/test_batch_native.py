@@ -182,6 +182,45 @@ def test_batches_that_are_not_uniform_prepare_each_row(monkeypatch):
         monkeypatch.undo()
 
 
+@pj.jit_preprocess
+def crop_flip_tf(img):  # CIFAR-style: draws with array forms (offsets, coins), no per-call tables
+    x = I.random_vertical_flip(I.random_horizontal_flip(I.random_crop(img, 24, padding=4)), p=0.3)
+    return I.to_chw(I.normalize(I.to_dtype(x, np.float32, scale=True), MEAN, STD))
+
+
+@pj.jit_preprocess
+def reflect_gray_tf(img):
+    x = I.random_crop(img, (18, 16), padding=(1, 2), padding_mode="reflect")
+    return I.random_grayscale(x, p=0.5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([crop_flip_tf, reflect_gray_tf]), st.integers(16, 40), st.integers(16, 40),
+       st.integers(4, 30), st.integers(0, 2 ** 63 - 1), st.integers(0, 2 ** 40), st.sampled_from([1, 2]))
+def test_uniform_batches_draw_every_sample_at_once(fn, h, w, n, seed, index, threads):
+    """Random crops, flips and grayscale on samples of one shape: the draws of every sample come from one run of
+    the prologue over an array of sample indices (``uniform_rows``); the batch equals single calls with each
+    sample's index, and no per-sample prologue runs."""
+    rng = np.random.default_rng(h * 41 + w)
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+    want = np.stack([fn(im, seed=seed, index=index + i) for i, im in enumerate(imgs)])
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _count_preps(mp, fn)
+        got = fn.batch(imgs, seed=seed, index=index, threads=threads)
+    np.testing.assert_array_equal(got, want)
+    assert len(calls) == 3  # sample 0's outputs, then the two probe rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2 ** 64 - 1), st.lists(st.integers(-(2 ** 63), 2 ** 63 - 1), min_size=1, max_size=8),
+       st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1))
+def test_rng_array_form_equals_scalar_draws(seed, indices, stream, draw):
+    from prepjit.kernels import rng as R
+
+    got = R.uniform_v(seed, np.array(indices, np.int64), stream, draw)
+    assert got.tolist() == [R.uniform(seed, i, stream, draw) for i in indices]
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("bad_at", [0, 1, 9, 23])
 def test_bad_sample_names_the_lowest_index_and_rows_before_it_are_written(threads, bad_at):

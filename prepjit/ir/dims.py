@@ -290,12 +290,18 @@ PARSE_ENV = {"floordiv": floordiv, "mod": mod, "max": maximum, "min": minimum, "
 # Size rules that are not arithmetic (e.g. torchvision's Resize rule) are named Python functions of ints,
 # registered once; expressions call them by name, and the call prologue evaluates them.
 CALLS: dict = {}
+# The same functions over a NumPy array of sample indices (one value a sample, exactly the scalar function's),
+# for a batch's per-sample draws computed at once (prepjit.runtime.batch.uniform_rows); a call without one
+# here makes such a batch prepare its rows one by one.
+VECTOR_CALLS: dict = {}
 
 
-def register_call(name: str, fn) -> None:
+def register_call(name: str, fn, vector=None) -> None:
     if not name.isidentifier() or name in PARSE_ENV or name.startswith("_"):
         raise ValueError(f"bad dim function name {name!r}")
     CALLS[name] = fn
+    if vector is not None:
+        VECTOR_CALLS[name] = vector
     PARSE_ENV[name] = lambda *args, _n=name: call(_n, *args)
 
 

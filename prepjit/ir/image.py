@@ -17,7 +17,7 @@ from prepjit.errors import UnsupportedError, at
 from prepjit.ir import dims as D
 from prepjit.ir.core import Constraint, Inferred, OpDef, define
 from prepjit.ir.types import TensorType
-from prepjit.kernels.rng import bits_to_float, float_to_bits, uniform
+from prepjit.kernels.rng import bits_to_float, float_to_bits, uniform, uniform_v
 
 RESAMPLE_MODES = ("bilinear", "bicubic", "nearest", "nearest-exact")
 NEAREST_MODES = ("nearest", "nearest-exact")
@@ -430,8 +430,20 @@ def random_crop_offset(seed: int, index: int, stream: int, draw: int, padded: in
     return int(uniform(seed, index, stream, draw) * (padded - crop + 1)) if padded > crop else 0
 
 
-D.register_call("random_crop_offset", random_crop_offset)
+def _random_crop_offset_v(seed: int, index, stream: int, draw: int, padded: int, crop: int):
+    """:func:`random_crop_offset` for an array of sample indices."""
+    if padded <= crop:
+        return np.full(np.shape(index), random_crop_offset(seed, 0, stream, draw, padded, crop), np.int64)
+    return (uniform_v(seed, index, stream, draw) * (padded - crop + 1)).astype(np.int64)  # (truncates: >= 0)
+
+
+def _rng_bernoulli_v(seed: int, index, stream: int, p_bits: int):
+    """:func:`rng_bernoulli` for an array of sample indices."""
+    return (uniform_v(seed, index, stream, 0) < bits_to_float(p_bits)).astype(np.int64)
+
+
+D.register_call("random_crop_offset", random_crop_offset, _random_crop_offset_v)
 D.register_call("rrc_param", rrc_param)
 D.register_call("rng_uniform_bits", rng_uniform_bits)
 D.register_call("rng_permutation", rng_permutation)
-D.register_call("rng_bernoulli", rng_bernoulli)
+D.register_call("rng_bernoulli", rng_bernoulli, _rng_bernoulli_v)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 
+import numpy as np
+
 _M64 = (1 << 64) - 1
 
 
@@ -47,3 +49,19 @@ def float_to_bits(x: float) -> int:
 
 def bits_to_float(b: int) -> float:
     return struct.unpack("<d", struct.pack("<q", int(b)))[0]
+
+
+def _mix_v(z):
+    """:func:`_mix` over a uint64 array (NumPy's uint64 arithmetic wraps modulo 2**64, as the masks do)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def uniform_v(seed: int, index, stream: int, draw: int):
+    """:func:`uniform` for an int64 array of sample indices: the same doubles, one a sample."""
+    index = np.asarray(index, np.int64).astype(np.uint64)
+    key = _mix_v(np.uint64(_mix(seed & _M64)) ^ index)
+    bits = _mix_v(key ^ np.uint64(((stream & 0xFFFFFFFF) << 32) | (draw & 0xFFFFFFFF)))
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import os
 import platform
+import re
 import struct
 import sys
 import threading
@@ -244,17 +245,19 @@ UNIFORM_MIN = 4  # samples a batch needs for uniform_rows to be worth its two pr
 
 def uniform_rows(exe, cols: list, outs: list, rng: tuple):
     """Every row's argument slots at once, for a batch whose samples are NumPy arrays of one shape, dtype and
-    strides per argument, run by ``exe``, a specialization that draws nothing at random: then a row's slots are
-    sample 0's except the input and output addresses, so the per-sample Python prologue (≈ 3-7 µs, more than
-    the native work of a small image) is not needed. Returns ``run``'s ``bulk`` (kernel address, slots (n,
-    nslots), relocations address, their count, scratch bytes, objects to keep alive), or None where that does
-    not hold: the caller prepares rows one by one.
+    strides per argument, run by ``exe``: then a row's slots are sample 0's except the input and output
+    addresses and the values drawn at random, so the per-sample Python prologue (≈ 3-7 µs, more than the native
+    work of a small image) is not needed. Returns ``run``'s ``bulk`` (kernel address, slots (n, nslots),
+    relocations address, their count, scratch bytes, objects to keep alive), or None where that does not hold:
+    the caller prepares rows one by one.
 
     The slots that are addresses are found from two probe rows (samples 0 and 1) prepared by the prologue
     itself: a slot equal to sample k's address of argument j in both is that argument's; one equal to row k of
-    output j in both is that output's; every other slot must be the same in both, else None."""
+    output j in both is that output's. Random draws: the prologue runs once more with the batch's sample indices
+    as an array and the draw functions' array forms (``dims.VECTOR_CALLS``), giving a slot's values for every
+    sample at once (which must agree with both probes). Every other slot must be the same in both probes."""
     n = len(cols[0])
-    if n < UNIFORM_MIN or exe.prep is None or exe.draws:
+    if n < UNIFORM_MIN or exe.prep is None:
         return None
     addrs = []
     for c in cols:
@@ -273,13 +276,24 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
         addrs.append(at)
     shapes = tuple(o.shape[1:] for o in outs)
     bases = [(addr(o), o.strides[0]) for o in outs]
+    values = _drawn_slots(exe, cols, (tuple(b for b, _ in bases), shapes), rng, n) if exe.draws else ()
+    if values is None:
+        return None
     probe = np.empty(2 * exe.nslots, np.int64)
-    needs = [exe.prep(*[c[k] for c in cols], (tuple(b + k * st for b, st in bases), shapes), rng, probe,
-                      8 * k * exe.nslots)[0] for k in (0, 1)]
+    needs = [exe.prep(*[c[k] for c in cols], (tuple(b + k * st for b, st in bases), shapes), (rng[0], rng[1] + k),
+                      probe, 8 * k * exe.nslots)[0] for k in (0, 1)]
     row0, row1 = probe[:exe.nslots], probe[exe.nslots:]
-    varying = np.flatnonzero(row0 != row1)
     slots = np.repeat(row0[None], n, 0)
-    for j in varying.tolist():
+    drawn = set()
+    if values:
+        for j, v in enumerate(values):
+            if isinstance(v, np.ndarray):
+                if v.shape != (n,) or v.dtype.kind not in "iub" or v[0] != row0[j] or v[1] != row1[j]:
+                    return None
+                slots[:, j] = v
+                drawn.add(j)
+    varying = [j for j in np.flatnonzero(row0 != row1).tolist() if j not in drawn]
+    for j in varying:
         for at in addrs:
             if row0[j] == at[0] and row1[j] == at[1]:
                 slots[:, j] = at
@@ -292,6 +306,43 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
             else:  # a slot that differs for another reason: not a uniform batch after all
                 return None
     return exe.native.address, slots, exe.relocs_at, len(exe.relocs), max(needs), (exe, slots, cols)
+
+
+_CHECK = re.compile(r"^(\s*)if not \((.*)\): raise ", re.M)
+
+
+def _drawn_slots(exe, cols: list, rowouts: tuple, rng: tuple, n: int):
+    """Sample 0's prologue run with the batch's sample indices as an array (``rng_index``) and the draw functions'
+    array forms: its argument slots (ints, and one array a slot the draws decide), or None where some statement
+    cannot take arrays (a draw without an array form, a table built from a random box, a branch on a draw). Its
+    checks (``if not (cond): raise``) hold when they hold for every sample; any other branch on an array fails."""
+    from prepjit.ir import dims as D
+
+    code = getattr(exe, "vector_code", None)
+    if code is None:
+        code = exe.vector_code = compile(_CHECK.sub(r"\1if not _np.all(\2): raise ", exe.plan["source"]),
+                                         f"<prepjit vector prologue {exe.plan['name']}>", "exec")
+    env = dict(exe.generated_prep.__globals__)
+    for name, fn in D.CALLS.items():
+        if name in env:  # a function without an array form must not see an array: it fails, row by row then
+            env[name] = D.VECTOR_CALLS.get(name) or _scalars_only(fn)
+    got = []
+    exec(code, env)  # noqa: S102 - the executable's own generated prologue, its checks made array-wide
+    env["_pack_into"] = lambda _buf, _off, *values: got.append(values)
+    seed, index = rng
+    try:
+        env["prep"](*[c[0] for c in cols], rowouts, (seed, index + np.arange(n, dtype=np.int64)), None, 0)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return got[0] if got else None
+
+
+def _scalars_only(fn):
+    def call(*args):
+        if any(isinstance(a, np.ndarray) for a in args):
+            raise TypeError("no array form")
+        return fn(*args)
+    return call
 
 
 def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=None, bulk=None) -> None:

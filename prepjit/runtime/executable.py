@@ -172,6 +172,7 @@ class Executable:
         """``run``; for a native batch (None where the program cannot run as one: host ops such as decoding,
         outputs the prologue copies) ``prep``, ``nslots`` and ``relocs`` (int64 slot indices of temporaries)."""
         self.run, self.prep = _link(self.plan, self.native)
+        self.generated_prep = self.prep  # (prep itself may be wrapped, e.g. by tests counting calls)
         self.nslots = self.plan["nslots"]
         # whether a call draws random numbers (uses its sample's RNG key beyond unpacking it)
         self.draws = bool(re.search(r"\brng_(?:seed|index)\b", self.plan["source"].replace(_RNG_KEY, "")))
