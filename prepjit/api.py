@@ -247,7 +247,9 @@ class JitFunction:
                             f"got {len(columns)}")
         cols = []
         for name, c in zip(self.arg_names, columns):
-            if isinstance(c, np.ndarray) or _is_torch_tensor(c) or hasattr(c, "__cuda_array_interface__"):
+            if isinstance(c, np.ndarray) and c.ndim >= 2 and c.dtype.kind in "biufc":
+                pass  # a stacked NumPy array, kept: its rows (views) are the samples, all of one shape
+            elif isinstance(c, np.ndarray) or _is_torch_tensor(c) or hasattr(c, "__cuda_array_interface__"):
                 c = list(c)  # a stacked array: its rows are the samples
             elif not isinstance(c, (list, tuple)):
                 raise TypeError(f"{self.name}.batch(): argument {name!r} must be a list of samples, got "

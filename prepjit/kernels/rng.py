@@ -59,9 +59,15 @@ def _mix_v(z):
     return z ^ (z >> np.uint64(31))
 
 
+_last_keys: tuple = (None, None, None)  # (seed, index array, their keys): a batch's draws share the keys
+
+
 def uniform_v(seed: int, index, stream: int, draw: int):
     """:func:`uniform` for an int64 array of sample indices: the same doubles, one a sample."""
-    index = np.asarray(index, np.int64).astype(np.uint64)
-    key = _mix_v(np.uint64(_mix(seed & _M64)) ^ index)
+    global _last_keys
+    last_seed, last_index, key = _last_keys
+    if last_index is not index or last_seed != seed:
+        key = _mix_v(np.uint64(_mix(seed & _M64)) ^ np.asarray(index, np.int64).astype(np.uint64))
+        _last_keys = (seed, index, key)
     bits = _mix_v(key ^ np.uint64(((stream & 0xFFFFFFFF) << 32) | (draw & 0xFFFFFFFF)))
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

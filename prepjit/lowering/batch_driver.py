@@ -24,6 +24,9 @@ Control block (int64 words, one per worker thread)::
     9 budget    rows to run before returning PAUSED (counted down): the preparing thread runs rows between
                 preparing others
    10 sleepers  address of the count of resident workers asleep until a row is published (``worker_source``)
+   11 guided    0: claim one row at a time; d > 0: claim max(1, rows published and unclaimed / d) rows at once
+                (guided self-scheduling: a batch published at once, of rows too small for a claim each, is
+                claimed in blocks that shrink towards its end, so the threads still finish together)
 
 The driver never returns to Python for anything a row needs (the preparing thread holds the GIL for long
 stretches, so a worker waiting for it would idle): the preparer sizes the arenas before publishing a row.
@@ -31,15 +34,15 @@ stretches, so a worker waiting for it would idle): the preparer sizes the arenas
 from __future__ import annotations
 
 SYMBOL = "prepjit_batch_driver"
-VERSION = "8"
+VERSION = "9"
 ROW = 5
-CTL_WORDS = 11
+CTL_WORDS = 12
 DONE, STARVED, PAUSED = 0, 1, 2
 UNLIMITED = 1 << 62  # a row budget that never runs out
 # (name, word, type loaded or None for just its address) of the control block and of a table row
 CTL_FIELDS = [("table", 0, "ptr"), ("counter", 1, "ptr"), ("ready", 2, "ptr"), ("limit", 3, "ptr"),
               ("worker", 4, "i64"), ("ran", 5, None), ("finished", 6, "ptr"), ("status", 7, None),
-              ("spin", 8, "i64"), ("budget", 9, None)]
+              ("spin", 8, "i64"), ("budget", 9, None), ("guided", 11, "i64")]
 ROW_FIELDS = [("fn", 0, "ptr"), ("args", 1, "ptr"), ("rel", 2, "ptr"), ("nrel", 3, "i64"), ("arenas", 4, "ptr")]
 
 
@@ -74,6 +77,8 @@ def _driver_ir(machine: str, name: str, linkage: str) -> str:
 define {linkage} void @{name}(ptr %ctl) {{
 entry:
 {_fields("ctl", CTL_FIELDS)}
+  %guided.pos = icmp sgt i64 %guided, 0
+  %guided.d = select i1 %guided.pos, i64 %guided, i64 1
   br label %claim
 
 claim:
@@ -95,6 +100,7 @@ look:
 published:
   %rdy = load atomic i64, ptr %ready acquire, align 8
   %avail = icmp slt i64 %c, %rdy
+  %over.r = icmp slt i64 %lim, %rdy
   br i1 %avail, label %take, label %tired.check
 
 tired.check:
@@ -110,9 +116,16 @@ starved:
   store i64 {STARVED}, ptr %status.p
   ret void
 
-take:  ; claim row %c only while it is still the next one (a row is claimed once, and only once published)
-  %c1 = add i64 %c, 1
-  %cas = cmpxchg ptr %counter, i64 %c, i64 %c1 seq_cst seq_cst
+take:  ; claim rows %c..%end-1 only while %c is still the next one (a row is claimed once, and only once published)
+  %top = select i1 %over.r, i64 %lim, i64 %rdy
+  %open = sub i64 %top, %c
+  %by.guide = icmp sgt i64 %guided, 0
+  %share = sdiv i64 %open, %guided.d
+  %many = icmp sgt i64 %share, 1
+  %both = and i1 %by.guide, %many
+  %n.claim = select i1 %both, i64 %share, i64 1
+  %end = add i64 %c, %n.claim
+  %cas = cmpxchg ptr %counter, i64 %c, i64 %end seq_cst seq_cst
   %won = extractvalue {{ i64, i1 }} %cas, 1
   br i1 %won, label %row, label %lost
 
@@ -120,7 +133,7 @@ lost:
   br label %look
 
 row:
-  %i = add i64 %c, 0
+  %i = phi i64 [ %c, %take ], [ %i.next, %next.row ]
   %r = mul i64 %i, {ROW}
   %row.p = getelementptr i64, ptr %table, i64 %r
 {_fields("row.p", ROW_FIELDS)}
@@ -158,8 +171,16 @@ call:
   store i64 %left.r1, ptr %budget.p
   br label %next.done
 
-next.done:  ; the row's writes are complete before the count says so
-  %fin = atomicrmw add ptr %finished, i64 1 release
+next.done:
+  %i.next = add i64 %i, 1
+  %more.rows = icmp slt i64 %i.next, %end
+  br i1 %more.rows, label %next.row, label %block.done
+
+next.row:
+  br label %row
+
+block.done:  ; the rows' writes are complete before the count says so
+  %fin = atomicrmw add ptr %finished, i64 %n.claim release
   br label %next
 
 next:

@@ -241,6 +241,7 @@ def sample_rows(resolve, run_here):
 
 
 UNIFORM_MIN = 4  # samples a batch needs for uniform_rows to be worth its two probe rows
+GUIDED = 4  # a bulk batch's claims take the unclaimed rows / (GUIDED * workers), at least one
 
 
 def uniform_rows(exe, cols: list, outs: list, rng: tuple):
@@ -265,10 +266,13 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
         if type(a0) is not np.ndarray or not a0.flags.aligned:
             return None
         shape, dtype, strides = a0.shape, a0.dtype, a0.strides
-        for a in c:
-            if type(a) is not np.ndarray or a.shape != shape or a.strides != strides or a.dtype != dtype:
-                return None
-        at = np.fromiter(map(addr, c), np.int64, n)
+        if type(c) is np.ndarray:  # a stacked array: its rows share all that, at a fixed distance
+            at = addr(c) + c.strides[0] * np.arange(n, dtype=np.int64)
+        else:
+            for a in c:
+                if type(a) is not np.ndarray or a.shape != shape or a.strides != strides or a.dtype != dtype:
+                    return None
+            at = np.fromiter(map(addr, c), np.int64, n)
         if dtype.alignment > 1 and (at % dtype.alignment).any():
             return None
         if at[0] == at[1]:  # the same memory twice: the probes cannot tell its slot
@@ -316,25 +320,35 @@ def _drawn_slots(exe, cols: list, rowouts: tuple, rng: tuple, n: int):
     array forms: its argument slots (ints, and one array a slot the draws decide), or None where some statement
     cannot take arrays (a draw without an array form, a table built from a random box, a branch on a draw). Its
     checks (``if not (cond): raise``) hold when they hold for every sample; any other branch on an array fails."""
+    vector = getattr(exe, "vector_prep", None)
+    if vector is None:
+        vector = exe.vector_prep = _vector_prep(exe)
+    prep, got, lock = vector
+    seed, index = rng
+    with lock:  # (got: one batch's slots at a time)
+        got.clear()
+        try:
+            prep(*[c[0] for c in cols], rowouts, (seed, index + np.arange(n, dtype=np.int64)), None, 0)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        return got[0] if got else None
+
+
+def _vector_prep(exe) -> tuple:
+    """(the executable's ``prep`` over arrays of sample indices, the list its slots go to, a lock): its generated
+    source, checks made array-wide, against its own globals with the draw functions' array forms."""
     from prepjit.ir import dims as D
 
-    code = getattr(exe, "vector_code", None)
-    if code is None:
-        code = exe.vector_code = compile(_CHECK.sub(r"\1if not _np.all(\2): raise ", exe.plan["source"]),
-                                         f"<prepjit vector prologue {exe.plan['name']}>", "exec")
+    code = compile(_CHECK.sub(r"\1if not _np.all(\2): raise ", exe.plan["source"]),
+                   f"<prepjit vector prologue {exe.plan['name']}>", "exec")
     env = dict(exe.generated_prep.__globals__)
     for name, fn in D.CALLS.items():
         if name in env:  # a function without an array form must not see an array: it fails, row by row then
             env[name] = D.VECTOR_CALLS.get(name) or _scalars_only(fn)
-    got = []
-    exec(code, env)  # noqa: S102 - the executable's own generated prologue, its checks made array-wide
+    exec(code, env)  # noqa: S102 - the executable's own generated prologue
+    got: list = []
     env["_pack_into"] = lambda _buf, _off, *values: got.append(values)
-    seed, index = rng
-    try:
-        env["prep"](*[c[0] for c in cols], rowouts, (seed, index + np.arange(n, dtype=np.int64)), None, 0)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return got[0] if got else None
+    return env["prep"], got, threading.Lock()
 
 
 def _scalars_only(fn):
@@ -361,6 +375,9 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
     sync[:] = 0
     sync[_COUNTER], sync[_READY], sync[_LIMIT] = start, start, n
     sync_at = addr(sync)
+    # a batch published at once is claimed in shrinking blocks (rows too small for a claim each: the claims'
+    # shared cache lines would cost more than the rows); one published row by row, a row at a time
+    guided = GUIDED * workers if bulk is not None else 0
     addrs = (addr(table), sync_at + 8 * _COUNTER, sync_at + 8 * _READY, sync_at + 8 * _LIMIT)
     ready_at = addrs[2]
     published = threading.Condition()
@@ -374,6 +391,7 @@ def run(prepare, start: int, n: int, workers: int, pool, failures: list, done=No
         ctl[:5] = *addrs, worker
         ctl[6], ctl[8] = sync_at + 8 * _FINISHED, SPIN if worker else 0
         ctl[10] = sync_at + 8 * _SLEEPERS
+        ctl[11] = guided
         return ctl
 
     def wake():  # workers asleep until a row is published (or the batch stops)
