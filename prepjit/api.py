@@ -227,10 +227,12 @@ class JitFunction:
         return out
 
     def batch(self, *columns, threads: int | None = None, seed: int = 0, index: int = 0, out=None):
-        """Run on N samples: one list per argument (``fn.batch(imgs)``, ``fn.batch(col0, col1)``).
+        """Run on N samples: one list per argument (``fn.batch(imgs)``, ``fn.batch(col0, col1)``), or a stacked
+        array whose rows are the samples (``fn.batch(cifar_data)`` for an (N, 32, 32, 3) array).
 
         Samples may differ in size (ragged images); their outputs must agree in shape and are stacked into
-        arrays with a leading N axis (same structure as a single call). Samples are split over ``threads``
+        arrays with a leading N axis (same structure as a single call). Samples of one shape skip the per-sample
+        Python prologue (``runtime.batch.uniform_rows``). Samples are split over ``threads``
         worker threads (default: the CPUs this process may use) running native code in parallel. Errors name
         the sample index; a bad sample raises without touching the other outputs' memory safety. Random ops
         see sample ``i`` as ``index + i`` under ``seed``: pass the dataset index of the first sample, and any
