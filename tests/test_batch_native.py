@@ -140,22 +140,29 @@ def test_uniform_batches_take_every_row_from_two_probe_rows(threads, monkeypatch
     """Samples of one shape, dtype and strides (a fixed-size dataset) through a pipeline that draws nothing: every
     row's argument slots come from two probe rows (``native_batch.uniform_rows``), not from one prologue call a
     sample. Results equal single calls: new arrays and ``out=``, contiguous samples, strided views of one array
-    (as a list, and as the stacked array itself), a two-argument function. Rows are claimed in shrinking blocks
-    (guided): every row runs once."""
+    (as a list, and as the stacked array itself), a two-argument function, several outputs (a dict). Rows are
+    claimed in shrinking blocks (guided): every row runs once."""
     rng = np.random.default_rng(threads)
     imgs = [rng.integers(0, 256, (37, 50, 3), dtype=np.uint8) for _ in range(40)]
     stack = rng.integers(0, 256, (30, 70, 90, 3), dtype=np.uint8)
     views = [stack[k, ::2, 1::3] for k in range(30)]  # strided, one stride pattern
     two = pj.jit_preprocess(lambda a, b: a * 2.0 - b)
     xs, ys = [rng.random((5, 7)) for _ in range(20)], [rng.random((5, 7)).astype(np.float32) for _ in range(20)]
-    for fn, cols in ((eval_tf, [imgs]), (eval_tf, [views]), (eval_tf, [stack[:, ::2, 1::3]]), (two, [xs, ys])):
-        want = np.stack([fn(*args) for args in zip(*cols)])
+    several = pj.jit_preprocess(lambda x: {"scaled": x * 0.5, "total": x.sum(), "cols": x.T.astype(np.float32)})
+    for fn, cols in ((eval_tf, [imgs]), (eval_tf, [views]), (eval_tf, [stack[:, ::2, 1::3]]), (two, [xs, ys]),
+                     (several, [xs])):
+        singles = [fn(*args) for args in zip(*cols)]
+        want = ({k: np.stack([r[k] for r in singles]) for k in singles[0]} if isinstance(singles[0], dict)
+                else np.stack(singles))
         calls = _count_preps(monkeypatch, fn)
-        np.testing.assert_array_equal(fn.batch(*cols, threads=threads), want)
+        got = fn.batch(*cols, threads=threads)
         assert len(calls) == 3  # sample 0's outputs, then the two probe rows
-        out = np.full_like(want, np.nan)
+        out = {k: np.full_like(v, np.nan) for k, v in want.items()} if isinstance(want, dict) else \
+            np.full_like(want, np.nan)
         assert fn.batch(*cols, threads=threads, out=out) is out
-        np.testing.assert_array_equal(out, want)
+        for result in (got, out):
+            for k in (want if isinstance(want, dict) else [None]):
+                np.testing.assert_array_equal(result[k] if k else result, want[k] if k else want)
         monkeypatch.undo()
 
 
