@@ -279,6 +279,8 @@ class JitFunction:
                                     "lengths are known only after tokenizing)")
                 return result
         torch_out = any(_is_torch_tensor(c[0]) for c in cols)
+        if torch_out:  # CPU tensors as arrays once (as each sample would be), so one shape takes uniform rows
+            cols = [self._arrays(c, j) if any(map(_is_torch_tensor, c)) else c for j, c in enumerate(cols)]
 
         def sample(i):
             return [a if type(a) is np.ndarray else self._to_numpy(a, j) for j, a in enumerate(c[i] for c in cols)]
@@ -352,6 +354,16 @@ class JitFunction:
             return out
         result = rebuild(outs)
         return _to_torch(result, ()) if torch_out else result
+
+    def _arrays(self, column, j: int) -> list:
+        """A column's samples as arrays (torch tensors: their memory), errors naming the sample."""
+        out = []
+        for i, a in enumerate(column):
+            try:
+                out.append(a if type(a) is np.ndarray else self._to_numpy(a, j))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{self.name}.batch(): sample {i}: {e}") from None
+        return out
 
     def _run_threads(self, run_one, n: int, workers: int, failures: list) -> None:
         """``.batch`` one sample at a time per thread (host ops such as decoding run in Python, in parallel)."""

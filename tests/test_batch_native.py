@@ -166,6 +166,26 @@ def test_uniform_batches_take_every_row_from_two_probe_rows(threads, monkeypatch
         monkeypatch.undo()
 
 
+def test_torch_tensor_batches_of_one_shape_take_uniform_rows(monkeypatch):
+    """CPU tensors (a list, or one stacked tensor) are read as arrays once, so samples of one shape take uniform
+    rows too; the result is a tensor equal to the arrays' batch, and a sample of a dtype NumPy lacks is named."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    imgs = [rng.integers(0, 256, (40, 44, 3), dtype=np.uint8) for _ in range(16)]
+    want = eval_tf.batch(imgs)
+    for given in ([torch.from_numpy(im) for im in imgs], torch.from_numpy(np.stack(imgs))):
+        with pytest.MonkeyPatch.context() as mp:
+            calls = _count_preps(mp, eval_tf)
+            got = eval_tf.batch(given, threads=2)
+        assert isinstance(got, torch.Tensor) and len(calls) == 3
+        np.testing.assert_array_equal(got.numpy(), want)
+    f = pj.jit_preprocess(lambda x: x * 2.0)
+    bad = [torch.ones(3, 4) for _ in range(6)]
+    bad[3] = torch.ones(3, 4, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match=r"sample 3: .*bfloat16"):
+        f.batch(bad)
+
+
 def test_batches_that_are_not_uniform_prepare_each_row(monkeypatch):
     """A different shape, the same array twice at the start, a misaligned sample, or random draws: each sample's
     prologue runs, and results equal single calls."""
