@@ -222,11 +222,17 @@ def reflect_gray_tf(img):
     return I.random_grayscale(x, p=0.5)
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.sampled_from([crop_flip_tf, reflect_gray_tf]), st.integers(16, 40), st.integers(16, 40),
+@pj.jit_preprocess
+def jitter_tf(img):  # factors and order drawn per sample (rng_uniform_bits, rng_permutation)
+    return I.color_jitter(img, 0.4, 0.4, 0.4, 0.1)
+
+
+@settings(max_examples=24, deadline=None)
+@given(st.sampled_from([crop_flip_tf, reflect_gray_tf, jitter_tf]), st.integers(16, 40), st.integers(16, 40),
        st.integers(4, 30), st.integers(0, 2 ** 63 - 1), st.integers(0, 2 ** 40), st.sampled_from([1, 2]))
 def test_uniform_batches_draw_every_sample_at_once(fn, h, w, n, seed, index, threads):
-    """Random crops, flips and grayscale on samples of one shape: the draws of every sample come from one run of
+    """Random crops, flips, grayscale and color jitter on samples of one shape: the draws of every sample come from
+    one run of
     the prologue over an array of sample indices (``uniform_rows``); the batch equals single calls with each
     sample's index, and no per-sample prologue runs."""
     rng = np.random.default_rng(h * 41 + w)
@@ -243,10 +249,19 @@ def test_uniform_batches_draw_every_sample_at_once(fn, h, w, n, seed, index, thr
 @given(st.integers(0, 2 ** 64 - 1), st.lists(st.integers(-(2 ** 63), 2 ** 63 - 1), min_size=1, max_size=8),
        st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1))
 def test_rng_array_form_equals_scalar_draws(seed, indices, stream, draw):
+    from prepjit.ir import dims as D
     from prepjit.kernels import rng as R
 
-    got = R.uniform_v(seed, np.array(indices, np.int64), stream, draw)
-    assert got.tolist() == [R.uniform(seed, i, stream, draw) for i in indices]
+    index = np.array(indices, np.int64)
+    assert R.uniform_v(seed, index, stream, draw).tolist() == [R.uniform(seed, i, stream, draw) for i in indices]
+    seed, stream = seed >> 1, stream >> 1  # (the dim calls take int64s)
+    lo, hi = R.float_to_bits(0.6), R.float_to_bits(1.4)
+    calls = [("rng_bernoulli", (stream, R.float_to_bits(0.3))), ("rng_uniform_bits", (stream, draw % 4, lo, hi)),
+             ("random_crop_offset", (stream, draw % 2, 40, 32)),
+             *[("rng_permutation", (stream, 4, k)) for k in range(4)]]
+    for name, args in calls:
+        got = D.VECTOR_CALLS[name](seed, index, *args)
+        assert got.tolist() == [D.CALLS[name](seed, int(i), *args) for i in indices], name
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

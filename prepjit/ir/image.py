@@ -442,8 +442,33 @@ def _rng_bernoulli_v(seed: int, index, stream: int, p_bits: int):
     return (uniform_v(seed, index, stream, 0) < bits_to_float(p_bits)).astype(np.int64)
 
 
+def _rng_uniform_bits_v(seed: int, index, stream: int, draw: int, lo_bits: int, hi_bits: int):
+    """:func:`rng_uniform_bits` for an array of sample indices (the same float64 arithmetic, then float32)."""
+    lo, hi = bits_to_float(lo_bits), bits_to_float(hi_bits)
+    return (lo + (hi - lo) * uniform_v(seed, index, stream, draw)).astype(np.float32).astype(np.float64).view(np.int64)
+
+
+_last_perms: tuple = (None, None, None)  # ((seed, stream, n), index array, permutations): a call reads every k
+
+
+def _rng_permutation_v(seed: int, index, stream: int, n: int, k: int):
+    """:func:`rng_permutation` for an array of sample indices: the same Fisher-Yates draws, a row a sample."""
+    global _last_perms
+    key, last_index, perms = _last_perms
+    if last_index is not index or key != (seed, stream, n):
+        perms = np.tile(np.arange(n, dtype=np.int64), (len(index), 1))
+        rows = np.arange(len(index))
+        for m in range(n - 1, 0, -1):
+            j = (uniform_v(seed, index, stream, 100 + m) * (m + 1)).astype(np.int64)
+            at_m = perms[rows, m].copy()
+            perms[rows, m] = perms[rows, j]
+            perms[rows, j] = at_m
+        _last_perms = ((seed, stream, n), index, perms)
+    return perms[:, k]
+
+
 D.register_call("random_crop_offset", random_crop_offset, _random_crop_offset_v)
 D.register_call("rrc_param", rrc_param)
-D.register_call("rng_uniform_bits", rng_uniform_bits)
-D.register_call("rng_permutation", rng_permutation)
+D.register_call("rng_uniform_bits", rng_uniform_bits, _rng_uniform_bits_v)
+D.register_call("rng_permutation", rng_permutation, _rng_permutation_v)
 D.register_call("rng_bernoulli", rng_bernoulli, _rng_bernoulli_v)
