@@ -245,6 +245,19 @@ def test_uniform_batches_draw_every_sample_at_once(fn, h, w, n, seed, index, thr
     assert len(calls) == 3  # sample 0's outputs, then the two probe rows
 
 
+def test_forget_sizes_clears_the_array_prologue_too():
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (30, 31, 3), dtype=np.uint8) for _ in range(8)]
+    crop_flip_tf.batch(imgs, seed=1)
+    exe = next(e for e in crop_flip_tf._execs.values() if getattr(e, "vector_prep", None))
+    memos = [m for k, m in exe.vector_prep[0].__globals__.items() if k.startswith("_shape_memo_")]
+    assert memos and any(memos)
+    exe.forget_sizes()
+    assert not any(memos)
+    want = np.stack([crop_flip_tf(im, seed=1, index=i) for i, im in enumerate(imgs)])
+    np.testing.assert_array_equal(crop_flip_tf.batch(imgs, seed=1), want)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2 ** 64 - 1), st.lists(st.integers(-(2 ** 63), 2 ** 63 - 1), min_size=1, max_size=8),
        st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1))

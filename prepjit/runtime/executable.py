@@ -186,9 +186,11 @@ class Executable:
     def forget_sizes(self) -> None:
         """Drop what the prologue remembers per input shape (``_by_shape``): e.g. to time sizes new to the
         process."""
-        for name, memo in self.run.__globals__.items():
-            if name.startswith("_shape_memo_"):
-                memo.clear()
+        vector = getattr(self, "vector_prep", None)  # (runtime.batch's array form of prep has its own)
+        for env in (self.run.__globals__, *([vector[0].__globals__] if vector else [])):
+            for name, memo in env.items():
+                if name.startswith("_shape_memo_"):
+                    memo.clear()
 
 
 def plan_id(key: str, traced_text: str, arg_names, spec_texts) -> str:
