@@ -260,6 +260,7 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
     n = len(cols[0])
     if n < UNIFORM_MIN or exe.prep is None:
         return None
+    rows = np.arange(n, dtype=np.int64)
     addrs = []
     for c in cols:
         a0 = c[0]
@@ -267,7 +268,7 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
             return None
         shape, dtype, strides = a0.shape, a0.dtype, a0.strides
         if type(c) is np.ndarray:  # a stacked array: its rows share all that, at a fixed distance
-            at = addr(c) + c.strides[0] * np.arange(n, dtype=np.int64)
+            at = addr(c) + c.strides[0] * rows
         else:
             for a in c:
                 if type(a) is not np.ndarray or a.shape != shape or a.strides != strides or a.dtype != dtype:
@@ -280,7 +281,7 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
         addrs.append(at)
     shapes = tuple(o.shape[1:] for o in outs)
     bases = [(addr(o), o.strides[0]) for o in outs]
-    values = _drawn_slots(exe, cols, (tuple(b for b, _ in bases), shapes), rng, n) if exe.draws else ()
+    values = _drawn_slots(exe, cols, (tuple(b for b, _ in bases), shapes), rng[0], rng[1] + rows) if exe.draws else ()
     if values is None:
         return None
     probe = np.empty(2 * exe.nslots, np.int64)
@@ -305,7 +306,7 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
         else:
             for b, st in bases:
                 if row0[j] == b and row1[j] == b + st:
-                    slots[:, j] = b + st * np.arange(n, dtype=np.int64)
+                    slots[:, j] = b + st * rows
                     break
             else:  # a slot that differs for another reason: not a uniform batch after all
                 return None
@@ -315,7 +316,7 @@ def uniform_rows(exe, cols: list, outs: list, rng: tuple):
 _CHECK = re.compile(r"^(\s*)if not \((.*)\): raise ", re.M)
 
 
-def _drawn_slots(exe, cols: list, rowouts: tuple, rng: tuple, n: int):
+def _drawn_slots(exe, cols: list, rowouts: tuple, seed: int, indices: np.ndarray):
     """Sample 0's prologue run with the batch's sample indices as an array (``rng_index``) and the draw functions'
     array forms: its argument slots (ints, and one array a slot the draws decide), or None where some statement
     cannot take arrays (a draw without an array form, a table built from a random box, a branch on a draw). Its
@@ -324,11 +325,10 @@ def _drawn_slots(exe, cols: list, rowouts: tuple, rng: tuple, n: int):
     if vector is None:
         vector = exe.vector_prep = _vector_prep(exe)
     prep, got, lock = vector
-    seed, index = rng
     with lock:  # (got: one batch's slots at a time)
         got.clear()
         try:
-            prep(*[c[0] for c in cols], rowouts, (seed, index + np.arange(n, dtype=np.int64)), None, 0)
+            prep(*[c[0] for c in cols], rowouts, (seed, indices), None, 0)
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
         return got[0] if got else None
