@@ -180,14 +180,14 @@ class SamplePlan:
 
 def build_planner(prog: Program, arg_names: list[str], spec_text: list[str]):
     """Generate ``plan(a0, ...) -> SamplePlan``: the CPU prologue's checks and sizes, no native call."""
-    from prepjit.runtime.executable import _fdiv, _fmod, _ifone, emit_sizes  # the CPU prologue's pieces
+    from prepjit.runtime.executable import _RNG_KEY, _fdiv, _fmod, _ifone, emit_sizes  # the CPU prologue's pieces
 
     env: dict = {"_np": np, "_fdiv": _fdiv, "_fmod": _fmod, "_ifone": _ifone, "_Plan": SamplePlan,
                  "_Dev": DeviceArray}
     env.update(D.CALLS)
     args = [f"a{k}" for k in range(len(prog.inputs))] + ["_rng=(0, 0)"]
     lines = [f"def plan({', '.join(args)}):",
-             "    rng_seed, rng_index = _rng  # the sample's key for random ops (prepjit.kernels.rng)"]
+             f"    {_RNG_KEY}  # the sample's key for random ops (prepjit.kernels.rng)"]
     py = emit_sizes(prog, arg_names, spec_text, env, lines,
                     input_prep="if type({a}) is not _Dev: {a} = _np.ascontiguousarray({a})",
                     host_wrap="_np.ascontiguousarray({})")
