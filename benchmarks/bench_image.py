@@ -504,21 +504,15 @@ def main() -> int:
         print()
     print("| on HWC pixels, no resize | ms/image | vs torch ops |")
     print("|---|---:|---:|")
-    row("adjust_brightness(1.2): torch ops (float, clamp, uint8)", "hwc/torch brightness", "hwc/torch brightness")
-    row("adjust_brightness(1.2): **prepjit**", "hwc/prepjit brightness", "hwc/torch brightness")
-    row("to_dtype(float32, scale=True): torch ops", "hwc/torch to_dtype", "hwc/torch to_dtype")
-    row("to_dtype(float32, scale=True): **prepjit**", "hwc/prepjit to_dtype", "hwc/torch to_dtype")
-    row("rgb_to_grayscale: torch ops", "hwc/torch gray", "hwc/torch gray")
-    row("rgb_to_grayscale: **prepjit**", "hwc/prepjit gray", "hwc/torch gray")
-    row("center_crop(224) + to_dtype + normalize + CHW: torch ops", "hwc/torch crop", "hwc/torch crop")
-    row("center_crop(224) + to_dtype + normalize + CHW: **prepjit**", "hwc/prepjit crop", "hwc/torch crop")
-    row("adjust_saturation(1.3): torch ops", "hwc/torch saturation", "hwc/torch saturation")
-    row("adjust_saturation(1.3): **prepjit**", "hwc/prepjit saturation", "hwc/torch saturation")
-    row("adjust_hue(0.1): torch ops", "hwc/torch hue", "hwc/torch hue")
-    row("adjust_hue(0.1): **prepjit**", "hwc/prepjit hue", "hwc/torch hue")
-    row("color_jitter(0.4, 0.4, 0.4, 0.1): torch ops, same factors and order", "hwc/torch jitter",
-        "hwc/torch jitter")
-    row("color_jitter(0.4, 0.4, 0.4, 0.1): **prepjit**", "hwc/prepjit jitter", "hwc/torch jitter")
+    for op, key, torch_label in (("adjust_brightness(1.2)", "brightness", "torch ops (float, clamp, uint8)"),
+                                 ("to_dtype(float32, scale=True)", "to_dtype", "torch ops"),
+                                 ("rgb_to_grayscale", "gray", "torch ops"),
+                                 ("center_crop(224) + to_dtype + normalize + CHW", "crop", "torch ops"),
+                                 ("adjust_saturation(1.3)", "saturation", "torch ops"),
+                                 ("adjust_hue(0.1)", "hue", "torch ops"),
+                                 ("color_jitter(0.4, 0.4, 0.4, 0.1)", "jitter", "torch ops, same factors and order")):
+        row(f"{op}: {torch_label}", f"hwc/torch {key}", f"hwc/torch {key}")
+        row(f"{op}: **prepjit**", f"hwc/prepjit {key}", f"hwc/torch {key}")
     print()
     print("| from JPEG bytes | ms/image | vs PIL decode + torch ops |")
     print("|---|---:|---:|")
